@@ -1,0 +1,205 @@
+"""Text corpora as token-id tensors: splits loaded through `datasets`, tokenized as the benchmarks do, cached.
+
+Word-level tokenization follows pytorch/examples' `data.Corpus` (the way WikiText-2 and PTB figures are
+published): split each line on whitespace and append one `<eos>`, empty lines included. The vocabulary is
+every token of every split in order of first appearance. Character-level keeps every character, newlines
+included, and adds no `<eos>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from seqlab.errors import ConfigError, DataError
+
+SPLITS = ("train", "validation", "test")
+EOS = "<eos>"
+UNK = "<unk>"
+TOKENIZERS = ("word", "char")
+CACHE_FORMAT = 1  # bump when the cached layout or tokenization changes
+
+# File names tried, in order, for each split when only `data_dir` is given.
+LOCAL_FILE_NAMES = {
+    "train": ("wiki.train.tokens", "train.txt", "ptb.train.txt"),
+    "validation": ("wiki.valid.tokens", "valid.txt", "ptb.valid.txt", "validation.txt"),
+    "test": ("wiki.test.tokens", "test.txt", "ptb.test.txt"),
+}
+
+
+def tokenize(line: str, tokenizer: str) -> list[str]:
+    if tokenizer == "word":
+        return line.split() + [EOS]
+    return list(line)
+
+
+@dataclass
+class Corpus:
+    """Token ids of each split, and the vocabulary that maps them back to strings."""
+
+    vocabulary: list[str]
+    splits: dict[str, torch.Tensor]  # split name -> 1-D int64 ids, in stream order
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """Where the text comes from: local files (`data_dir`/`files`) or a hub dataset (`hub_name`)."""
+
+    hub_name: str | None = None
+    hub_config: str | None = None
+    text_column: str = "text"
+    data_dir: str | None = None
+    files: dict[str, str] | None = None
+
+    def local_files(self) -> dict[str, Path] | None:
+        """The local file of each split given, or None when the corpus comes from the hub."""
+        if self.files:
+            unknown = set(self.files) - set(SPLITS)
+            if unknown:
+                raise ConfigError(f"data.files has unknown split(s) {sorted(unknown)}; use {list(SPLITS)}")
+            base = Path(self.data_dir) if self.data_dir else Path(".")
+            found = {s: base / p for s, p in self.files.items() if p}
+            for split, path in found.items():
+                if not path.is_file():
+                    raise DataError(f"data file for split '{split}' not found: {path}; fix data.files.{split}")
+            if "train" not in found:
+                raise ConfigError("data.files needs at least a 'train' file")
+            return found
+        if self.data_dir:
+            base = Path(self.data_dir)
+            if not base.is_dir():
+                raise DataError(f"data.data_dir is not a folder: {base}")
+            found = {}
+            for split, names in LOCAL_FILE_NAMES.items():
+                hit = next((base / n for n in names if (base / n).is_file()), None)
+                if hit is not None:
+                    found[split] = hit
+            if "train" not in found:
+                raise DataError(
+                    f"no training file in {base}: looked for {', '.join(LOCAL_FILE_NAMES['train'])}; "
+                    "or name the files with data.files.train=... data.files.validation=... data.files.test=..."
+                )
+            return found
+        if not self.hub_name:
+            raise ConfigError("no text source: set data.data_dir, data.files.train or data.hub_name")
+        return None
+
+    def fingerprint(self) -> dict:
+        """What identifies the text: file contents for local files, name and config for the hub."""
+        files = self.local_files()
+        if files is None:
+            return {"hub": self.hub_name, "config": self.hub_config, "column": self.text_column}
+        return {split: _sha256(path) for split, path in sorted(files.items())}
+
+    def load_lines(self) -> dict[str, list[str]]:
+        """Each split as a list of lines, read through `datasets`."""
+        import datasets
+
+        files = self.local_files()
+        if files is not None:
+            loaded = datasets.load_dataset(
+                "text", data_files={s: str(p) for s, p in files.items()}, keep_linebreaks=True
+            )
+            return {split: loaded[split]["text"] for split in files}
+        _check_hub_reachable(self)
+        loaded = datasets.load_dataset(self.hub_name, self.hub_config)
+        aliases = {"validation": ("validation", "valid", "dev")}
+        lines = {}
+        for split in SPLITS:
+            name = next((a for a in aliases.get(split, (split,)) if a in loaded), None)
+            if name is None:
+                continue
+            if self.text_column not in loaded[name].column_names:
+                raise DataError(
+                    f"hub dataset {self.hub_name} has no column '{self.text_column}' "
+                    f"(columns: {loaded[name].column_names}); set data.text_column"
+                )
+            lines[split] = loaded[name][self.text_column]
+        return lines
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_hub_reachable(source: CorpusSource, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after minutes of retries, when the hub cannot be reached."""
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    hint = (
+        f"cannot download '{source.hub_name}' ({source.hub_config}) from the Hugging Face Hub: {{why}}. "
+        "Point at local files instead: data.data_dir=DIR with wiki.{train,valid,test}.tokens or "
+        "{train,valid,test}.txt (for example data.data_dir=../shared/data/wikitext-2)"
+    )
+    if offline:
+        raise DataError(hint.format(why="offline mode is set (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"))
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise DataError(hint.format(why=f"{url.hostname} is unreachable ({err.__class__.__name__})")) from None
+
+
+def build_corpus(
+    source: CorpusSource,
+    tokenizer: str = "word",
+    vocabulary: list[str] | None = None,
+    cache_dir: str | None = None,
+) -> Corpus:
+    """Token ids for every split, from the on-disk cache when the same text was tokenized the same way before.
+
+    `vocabulary` fixes the token ids (a checkpoint's, say); tokens outside it become `<unk>` when the
+    vocabulary has one, else the corpus is rejected.
+    """
+    if tokenizer not in TOKENIZERS:
+        raise ConfigError(f"data.tokenizer={tokenizer!r} is not one of {list(TOKENIZERS)}")
+    key = {"source": source.fingerprint(), "tokenizer": tokenizer, "format": CACHE_FORMAT}
+    if vocabulary is not None:
+        key["vocabulary"] = hashlib.sha256("\n".join(vocabulary).encode()).hexdigest()
+    cache_file = None
+    if cache_dir:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        cache_file = Path(cache_dir) / f"corpus-{digest}.pt"
+        if cache_file.is_file():
+            cached = torch.load(cache_file, weights_only=True)
+            return Corpus(vocabulary=cached["vocabulary"], splits=cached["splits"])
+
+    corpus = _tokenize(source.load_lines(), tokenizer, vocabulary)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"vocabulary": corpus.vocabulary, "splits": corpus.splits}, partial)
+        os.replace(partial, cache_file)  # atomic: a killed run never leaves a half-written cache
+    return corpus
+
+
+def _tokenize(lines: dict[str, list[str]], tokenizer: str, vocabulary: list[str] | None) -> Corpus:
+    tokens = {split: [t for line in split_lines for t in tokenize(line, tokenizer)] for split, split_lines in lines.items()}
+    if vocabulary is None:
+        vocabulary = list(dict.fromkeys(t for split in SPLITS if split in tokens for t in tokens[split]))
+    index = {token: i for i, token in enumerate(vocabulary)}
+    unk = index.get(UNK)
+    splits = {}
+    for split, split_tokens in tokens.items():
+        ids = [index.get(t, unk) for t in split_tokens]
+        if unk is None and None in ids:
+            unknown = sorted({t for t in split_tokens if t not in index})
+            raise DataError(
+                f"{len(unknown)} token(s) of the {split} split are not in the vocabulary and it has no {UNK} "
+                f"(first: {unknown[:5]}); evaluate on text tokenized like the training corpus"
+            )
+        splits[split] = torch.tensor(ids, dtype=torch.long)
+    return Corpus(vocabulary=list(vocabulary), splits=splits)

@@ -1,0 +1,109 @@
+"""The datamodule of language modelling: a corpus (`corpus.py`) served as BPTT token streams (`stream.py`)."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from seqlab.data.corpus import Corpus, CorpusSource, build_corpus
+from seqlab.data.stream import TokenStream
+from seqlab.errors import ConfigError, DataError
+
+
+class TextDataModule(L.LightningDataModule):
+    """Any text corpus, local or from the hub, word- or character-level.
+
+    When only a training file is given, validation and test are carved off its end (contiguously, so
+    the stream stays in order) by `val_fraction` and `test_fraction`.
+    """
+
+    def __init__(
+        self,
+        hub_name: str | None = None,
+        hub_config: str | None = None,
+        text_column: str = "text",
+        data_dir: str | None = None,
+        files: dict[str, str] | None = None,
+        tokenizer: str = "word",
+        batch_size: int = 20,
+        eval_batch_size: int = 10,
+        bptt: int = 35,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        cache_dir: str | None = None,
+        vocabulary: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
+        self.source = CorpusSource(hub_name, hub_config, text_column, data_dir, dict(files) if files else None)
+        self.tokenizer = tokenizer
+        self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.cache_dir = cache_dir
+        self.fixed_vocabulary = vocabulary
+        self.corpus: Corpus | None = None
+
+    def prepare_data(self) -> None:
+        # Runs on one process: downloads and fills the token cache that setup() then reads on every process.
+        build_corpus(self.source, self.tokenizer, self.fixed_vocabulary, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.corpus is None:
+            corpus = build_corpus(self.source, self.tokenizer, self.fixed_vocabulary, self.cache_dir)
+            self.corpus = _carve_missing_splits(corpus, self.val_fraction, self.test_fraction)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        assert self.corpus is not None, "call setup() first"
+        return self.corpus.vocabulary
+
+    def model_kwargs(self) -> dict:
+        """What the model must learn from the data rather than from a config."""
+        return {"vocab_size": len(self.vocabulary), "vocabulary": self.vocabulary, "tokenizer": self.tokenizer}
+
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        assert self.corpus is not None, "call setup() first"
+        tokens = self.corpus.splits[split]
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if tokens.numel() - 1 < batch_size * world_size:
+            raise ConfigError(
+                f"the {split} split has {tokens.numel()} tokens, too few for {batch_size * world_size} columns; "
+                "lower data.batch_size / data.eval_batch_size"
+            )
+        stream = TokenStream(tokens, batch_size, self.bptt, rank, world_size)
+        return DataLoader(stream, batch_size=None)  # each item is already a batch, in stream order
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)
+
+
+def _carve_missing_splits(corpus: Corpus, val_fraction: float, test_fraction: float) -> Corpus:
+    """Cut validation and test off the end of the training stream when the source has none."""
+    splits = dict(corpus.splits)
+    wanted = [(name, frac) for name, frac in (("validation", val_fraction), ("test", test_fraction)) if name not in splits]
+    if not wanted:
+        return corpus
+    train = splits["train"]
+    sizes = [int(len(train) * frac) for _, frac in wanted]
+    if any(size < 2 for size in sizes):
+        missing = " and ".join(name for name, _ in wanted)
+        raise DataError(
+            f"the corpus has no {missing} split and a {len(train)}-token training file is too short to carve one; "
+            "give data.files.validation / data.files.test or raise data.val_fraction / data.test_fraction"
+        )
+    end = len(train)
+    for (name, _), size in reversed(list(zip(wanted, sizes))):
+        splits[name] = train[end - size : end]
+        end -= size
+    splits["train"] = train[:end]
+    return Corpus(vocabulary=corpus.vocabulary, splits=splits)

@@ -1,0 +1,136 @@
+"""Training and evaluation of a recurrent language model, with the state carried across batches.
+
+Lightning 2 has no truncated BPTT of its own, so this module keeps the recurrent state between steps:
+detached after each training step, reset when each epoch and each validation or test pass starts
+(the sanity check included), one state per stage so a validation pass in mid-epoch leaves training's
+state alone. Batches must come in stream order, which `data.stream.TokenStream` guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from seqlab.data.stream import IGNORE_INDEX
+from seqlab.errors import ConfigError
+from seqlab.nn.rnn_lm import RNNLanguageModel, State, detach_state
+
+# How the optimised loss is scaled; the logged loss is always the mean NLL per token.
+#   token:    mean over tokens (pytorch/examples: SGD lr 20, clip 0.25 at bptt 35)
+#   sequence: summed over the BPTT steps, mean over the batch (Zaremba et al. 2014: SGD lr 1, clip 5)
+LOSS_SCALES = ("token", "sequence")
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int = 200,
+        hidden_dim: int = 200,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        tie_weights: bool = False,
+        cell: str = "lstm",
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., object] | None = None,
+        loss_scale: str = "token",
+        monitor: str = "val/ppl",
+        vocabulary: list[str] | None = None,
+        tokenizer: str = "word",
+    ) -> None:
+        super().__init__()
+        if loss_scale not in LOSS_SCALES:
+            raise ConfigError(f"model.loss_scale={loss_scale!r} is not one of {list(LOSS_SCALES)}")
+        if vocabulary is not None and len(vocabulary) != vocab_size:
+            raise ConfigError(f"vocab_size={vocab_size} but the vocabulary has {len(vocabulary)} tokens")
+        # The vocabulary travels in the checkpoint (on_save_checkpoint), not in the logged hyperparameters.
+        self.save_hyperparameters(ignore=["vocabulary"], logger=False)
+        self.net = RNNLanguageModel(vocab_size, embedding_dim, hidden_dim, num_layers, dropout, tie_weights, cell)
+        self.vocabulary = vocabulary
+        # Mean NLL per token, weighted by token count: exp of it is the perplexity of the whole pass.
+        self.train_nll, self.val_nll, self.test_nll = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
+        self.test_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
+        self.state: dict[str, State | None] = {}
+        self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def forward(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        return self.net(tokens, state)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        logits, state = self.net(inputs, self.state.get(split))
+        self.state[split] = detach_state(state)
+        count = (targets != IGNORE_INDEX).sum()
+        # float(): the NLL of a bf16/fp16 logit row is computed in fp32, so perplexity is not rounded.
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        loss = nll / count.clamp(min=1)
+        getattr(self, f"{split}_nll").update(loss, weight=count)
+        if split != "train":
+            getattr(self, f"{split}_acc").update(logits.flatten(0, 1), targets.flatten())
+        return loss, count
+
+    def training_step(self, batch, batch_idx):
+        loss, count = self._step(batch, "train")
+        self.train_tokens += count
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch[0].shape[0])
+        if self.hparams.loss_scale == "sequence":
+            return loss * batch[0].shape[1]
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    # A stage's state starts from zeros at the start of each pass over its stream.
+    def on_train_epoch_start(self) -> None:
+        self.state["train"] = None
+
+    def on_validation_epoch_start(self) -> None:
+        self.state["val"] = None
+
+    def on_test_epoch_start(self) -> None:
+        self.state["test"] = None
+
+    def on_train_epoch_end(self) -> None:
+        self._log_pass("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_pass("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_pass("test")
+
+    def _log_pass(self, split: str) -> None:
+        """Perplexity over the whole pass: exp(total NLL / total tokens), summed across processes."""
+        nll_metric = getattr(self, f"{split}_nll")
+        nll = nll_metric.compute()
+        nll_metric.reset()
+        metrics = {f"{split}/ppl": nll.exp()}
+        if split != "train":
+            acc_metric = getattr(self, f"{split}_acc")
+            metrics[f"{split}/loss"] = nll
+            metrics[f"{split}/acc"] = acc_metric.compute()
+            acc_metric.reset()
+        self.log_dict(metrics, prog_bar=split == "val")
+
+    def configure_optimizers(self):
+        make_optimizer = self.hparams.optimizer or torch.optim.Adam
+        optimizer = make_optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["vocabulary"] = self.vocabulary
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.vocabulary = checkpoint.get("vocabulary")

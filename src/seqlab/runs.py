@@ -1,0 +1,83 @@
+"""What every entry function shares: the run folder, config printing, building from config, user errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning as L
+import rich
+import rich.syntax
+import rich.tree
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.errors import SeqlabError
+
+log = logging.getLogger("seqlab")
+
+
+def print_config(cfg: DictConfig, output_dir: Path) -> None:
+    """Print the resolved config as a tree, and keep it (tree and YAML) in the run folder."""
+    tree = rich.tree.Tree("config", guide_style="dim")
+    for key, value in cfg.items():
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        tree.add(f"[bold]{key}").add(rich.syntax.Syntax(text.rstrip(), "yaml"))
+    rich.print(tree)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / "config_tree.log", "w") as f:
+        rich.print(tree, file=f)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+
+def build_all(section: DictConfig | None) -> list:
+    """Instantiate every entry of a group made of named `_target_` blocks (callbacks, loggers)."""
+    if not section:
+        return []
+    return [instantiate(conf) for conf in section.values() if isinstance(conf, DictConfig) and "_target_" in conf]
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader never sees half a file."""
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, path)
+
+
+def user_error(exc: BaseException) -> SeqlabError | None:
+    """The SeqlabError behind an exception, through Hydra's InstantiationException wrapping."""
+    while exc is not None:
+        if isinstance(exc, SeqlabError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def reported_errors(output_dir: Path) -> Iterator[None]:
+    """Turn a user's mistake into one line on stderr and exit status 2, leaving no half-made run folder.
+
+    The run folder is removed unless a checkpoint was already written into it: that is work to keep.
+    """
+    try:
+        yield
+    except Exception as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        if output_dir.is_dir() and not any(output_dir.rglob("*.ckpt")):
+            logging.shutdown()
+            shutil.rmtree(output_dir, ignore_errors=True)
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def seed(cfg: DictConfig) -> None:
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)

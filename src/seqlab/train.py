@@ -1,0 +1,82 @@
+"""`run(cfg)`: one training run, from a composed config to checkpoints, logs and `metrics.json`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from seqlab.runs import build_all, log, print_config, reported_errors, seed, write_json
+
+
+class SaveRunConfig(L.Callback):
+    """Put the run's resolved config in every checkpoint, so eval and generate need nothing else."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["seqlab_config"] = self.config
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train, test the best checkpoint, and return the metric a sweeper minimises (`model.monitor`)."""
+    output_dir = Path(cfg.paths.output_dir)
+    with reported_errors(output_dir):
+        return _run(cfg, output_dir)
+
+
+def _run(cfg: DictConfig, output_dir: Path) -> float | None:
+    started = time.perf_counter()
+    print_config(cfg, output_dir)
+    seed(cfg)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = build_all(cfg.get("callbacks")) + [SaveRunConfig(resolved)]
+    loggers = build_all(cfg.get("logger"))
+    if not loggers:  # nothing to report learning rates to, and Lightning refuses the monitor then
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    fit_started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - fit_started
+
+    # Val and test both describe the best checkpoint when there is one (not in fast_dev_run, say).
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = "best" if best else None
+    metrics = {}
+    if cfg.get("test", True):
+        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0])
+        metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0])
+    else:
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+
+    summary = {
+        **{k: float(v) for k, v in metrics.items()},
+        "best_checkpoint": best or None,
+        "epochs": trainer.current_epoch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "fit_seconds": round(fit_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+    }
+    for unit in ("tokens", "windows"):
+        counted = getattr(model, f"train_{unit}", None)
+        if counted is not None and fit_seconds > 0:
+            summary[f"train_{unit}_per_second"] = round(int(counted) / fit_seconds, 1)
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", summary)
+        log.info("metrics.json: %s", output_dir / "metrics.json")
+    monitored = metrics.get(cfg.model.get("monitor"))
+    return float(monitored) if monitored is not None else None
