@@ -36,6 +36,15 @@ def print_config(cfg: DictConfig, output_dir: Path) -> None:
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
 
+def build(conf: DictConfig, **learned):
+    """Instantiate `conf`, adding arguments learned at run time (a vocabulary, channel counts).
+
+    Passed to the partial rather than to `instantiate`, which would turn a 33k-word vocabulary into
+    config nodes: slow, and not plain data in a checkpoint.
+    """
+    return instantiate(conf, _partial_=True)(**learned)
+
+
 def build_all(section: DictConfig | None) -> list:
     """Instantiate every entry of a group made of named `_target_` blocks (callbacks, loggers)."""
     if not section:

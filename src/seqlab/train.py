@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.runs import build_all, log, print_config, reported_errors, seed, write_json
+from seqlab.runs import build, build_all, log, print_config, reported_errors, seed, write_json
 
 
 class SaveRunConfig(L.Callback):
@@ -38,7 +38,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    model = build(cfg.model, **datamodule.model_kwargs())
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = build_all(cfg.get("callbacks")) + [SaveRunConfig(resolved)]

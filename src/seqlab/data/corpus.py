@@ -136,13 +136,16 @@ def _sha256(path: Path) -> str:
 def _check_hub_reachable(source: CorpusSource, timeout: float = 5.0) -> None:
     """Fail in seconds, not after minutes of retries, when the hub cannot be reached."""
     offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-    hint = (
-        f"cannot download '{source.hub_name}' ({source.hub_config}) from the Hugging Face Hub: {{why}}. "
-        "Point at local files instead: data.data_dir=DIR with wiki.{train,valid,test}.tokens or "
-        "{train,valid,test}.txt (for example data.data_dir=../shared/data/wikitext-2)"
-    )
+
+    def unavailable(why: str) -> DataError:
+        return DataError(
+            f"cannot download '{source.hub_name}' ({source.hub_config}) from the Hugging Face Hub: {why}. "
+            "Point at local files instead: data.data_dir=DIR with wiki.{train,valid,test}.tokens or "
+            "{train,valid,test}.txt (for example data.data_dir=../shared/data/wikitext-2)"
+        )
+
     if offline:
-        raise DataError(hint.format(why="offline mode is set (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"))
+        raise unavailable("offline mode is set (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
@@ -150,7 +153,7 @@ def _check_hub_reachable(source: CorpusSource, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
     except OSError as err:
-        raise DataError(hint.format(why=f"{url.hostname} is unreachable ({err.__class__.__name__})")) from None
+        raise unavailable(f"{url.hostname} is unreachable ({err.__class__.__name__})") from None
 
 
 def build_corpus(

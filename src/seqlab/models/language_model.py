@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from seqlab.data.corpus import EOS, UNK, tokenize
 from seqlab.data.stream import IGNORE_INDEX
-from seqlab.errors import ConfigError
+from seqlab.errors import CheckpointError, ConfigError
 from seqlab.nn.rnn_lm import RNNLanguageModel, State, detach_state
 
 # How the optimised loss is scaled; the logged loss is always the mean NLL per token.
@@ -48,8 +49,10 @@ class LanguageModel(L.LightningModule):
             raise ConfigError(f"model.loss_scale={loss_scale!r} is not one of {list(LOSS_SCALES)}")
         if vocabulary is not None and len(vocabulary) != vocab_size:
             raise ConfigError(f"vocab_size={vocab_size} but the vocabulary has {len(vocabulary)} tokens")
-        # The vocabulary travels in the checkpoint (on_save_checkpoint), not in the logged hyperparameters.
-        self.save_hyperparameters(ignore=["vocabulary"], logger=False)
+        # Checkpoints hold plain data only, so they load with torch.load(weights_only=True): the optimiser
+        # and schedule come from the config of the run that uses them; the vocabulary is saved on its own.
+        self.save_hyperparameters(ignore=["vocabulary", "optimizer", "scheduler"], logger=False)
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.net = RNNLanguageModel(vocab_size, embedding_dim, hidden_dim, num_layers, dropout, tie_weights, cell)
         self.vocabulary = vocabulary
         # Mean NLL per token, weighted by token count: exp of it is the perplexity of the whole pass.
@@ -122,12 +125,46 @@ class LanguageModel(L.LightningModule):
         self.log_dict(metrics, prog_bar=split == "val")
 
     def configure_optimizers(self):
-        make_optimizer = self.hparams.optimizer or torch.optim.Adam
-        optimizer = make_optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
+        optimizer = (self.make_optimizer or torch.optim.Adam)(params=self.parameters())
+        if self.make_scheduler is None:
             return optimizer
-        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        scheduler = self.make_scheduler(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor}}
+
+    def datamodule_kwargs(self) -> dict:
+        """What a datamodule needs to feed this trained model: its token ids."""
+        return {"vocabulary": self.vocabulary}
+
+    @torch.no_grad()
+    def generate(self, prompt: str, num_tokens: int, temperature: float = 1.0) -> str:
+        """Continue `prompt` by sampling `num_tokens` tokens (temperature 0: the most likely each time)."""
+        if not self.vocabulary:
+            raise CheckpointError("this checkpoint carries no vocabulary, so it cannot turn tokens into text")
+        index = {token: i for i, token in enumerate(self.vocabulary)}
+        tokens = tokenize(prompt, self.hparams.tokenizer)[:-1] if self.hparams.tokenizer == "word" else list(prompt)
+        unknown = [t for t in tokens if t not in index and UNK not in index]
+        if unknown:
+            raise ConfigError(f"prompt tokens not in the vocabulary: {unknown[:5]}; use words the model was trained on")
+        # A word-level stream starts after an end of line, as every line of the corpus does.
+        start = [index[EOS]] if EOS in index else []
+        ids = start + [index.get(t, index.get(UNK)) for t in tokens]
+        if not ids:
+            raise ConfigError("give a prompt: a character-level model has no start token")
+        self.eval()
+        logits, state = self.net(torch.tensor([ids], device=self.device))
+        generated = []
+        for _ in range(num_tokens):
+            last = logits[0, -1].float()
+            if temperature == 0:
+                next_id = int(last.argmax())
+            else:
+                next_id = int(torch.multinomial(torch.softmax(last / temperature, dim=-1), 1))
+            generated.append(next_id)
+            logits, state = self.net(torch.tensor([[next_id]], device=self.device), state)
+        words = [self.vocabulary[i] for i in generated]
+        if self.hparams.tokenizer == "char":
+            return prompt + "".join(words)
+        return "\n".join(line.strip() for line in " ".join(tokens + words).split(EOS))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vocabulary"] = self.vocabulary

@@ -1,0 +1,45 @@
+"""Shared fixtures. Every test runs offline, with its own caches, on data it writes itself."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(1)  # the test models are tiny: one thread is faster, and CI has two cores
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    hf = tmp_path_factory.getbasetemp() / "hf-cache"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(hf))
+    monkeypatch.setenv("HF_HOME", str(hf))
+
+
+def write_corpus(folder: Path, lines_per_split=(300, 40, 50), seed: int = 0) -> Path:
+    """A small word corpus in the WikiText layout: a few sentences repeated, with empty lines between."""
+    rng = random.Random(seed)
+    sentences = [
+        "the cat sat on the mat",
+        "a dog ran in the park",
+        "the bird sang at dawn",
+        "one two three four five",
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in zip(("train", "valid", "test"), lines_per_split):
+        lines = [" " + rng.choice(sentences) + " " if i % 5 else " " for i in range(count)]
+        (folder / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def corpus_dir(tmp_path) -> Path:
+    return write_corpus(tmp_path / "corpus")

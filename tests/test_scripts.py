@@ -1,0 +1,154 @@
+"""The entry scripts as a user runs them: subprocesses with Hydra overrides, on a corpus the test writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO
+
+TINY = ["model.optimizer.lr=0.02", "model.embedding_dim=16", "model.hidden_dim=16", "model.num_layers=1", "data.batch_size=4", "data.bptt=8"]
+
+
+def run_script(script: str, *overrides: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "SEQLAB_CACHE": str(cwd / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "HYDRA_FULL_ERROR": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), *overrides],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{script} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One real training run of 2 epochs, shared by the tests that use its outputs."""
+    from tests.conftest import write_corpus
+
+    work = tmp_path_factory.mktemp("train")
+    write_corpus(work / "corpus")
+    run_script(
+        "train.py", "data=text", "data.data_dir=corpus", "trainer.max_epochs=2", f"hydra.run.dir={work / 'run'}",
+        *TINY, cwd=work,
+    )
+    return work
+
+
+def test_train_writes_a_complete_run_folder(trained):
+    run = trained / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"val/ppl", "val/loss", "val/acc", "test/ppl", "test/acc", "parameters"} <= metrics.keys()
+    assert metrics["train_tokens_per_second"] > 0
+    assert metrics["epochs"] == 2
+    assert 1 < metrics["test/ppl"] < 8  # a uniform guess over the fixture's 20 tokens scores 20
+    assert (run / "config.yaml").is_file() and (run / "config_tree.log").is_file()
+    assert {p.name for p in (run / "checkpoints").glob("*.ckpt")} >= {"last.ckpt"}
+    assert Path(metrics["best_checkpoint"]).is_file()
+    # The TensorBoard log, read back: one validation perplexity per epoch, then the best checkpoint's.
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    val_ppl = [e.value for e in events.Scalars("val/ppl")]
+    assert len(val_ppl) == 3 and val_ppl[-1] == pytest.approx(metrics["val/ppl"]) == pytest.approx(min(val_ppl[:2]))
+    assert "train/loss" in events.Tags()["scalars"]
+
+
+def test_checkpoint_carries_the_vocabulary_and_the_run_config(trained):
+    checkpoint = torch.load(trained / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert "the" in checkpoint["vocabulary"]
+    assert checkpoint["seqlab_config"]["model"]["hidden_dim"] == 16
+
+
+def test_resume_continues_from_the_checkpoint(trained):
+    last = trained / "run" / "checkpoints" / "last.ckpt"
+    run_script(
+        "train.py", "data=text", "data.data_dir=corpus", "trainer.max_epochs=3", f"ckpt_path={last}",
+        f"hydra.run.dir={trained / 'resumed'}", *TINY, cwd=trained,
+    )
+    metrics = json.loads((trained / "resumed" / "metrics.json").read_text())
+    assert metrics["epochs"] == 3
+    events = EventAccumulator(str(trained / "resumed" / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("val/ppl")) == 2  # only the third epoch was trained here, then the best one
+
+
+def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained):
+    metrics = json.loads((trained / "run" / "metrics.json").read_text())
+    run_script("eval.py", f"ckpt_path={metrics['best_checkpoint']}", f"hydra.run.dir={trained / 'eval'}", cwd=trained)
+    evaluated = json.loads((trained / "eval" / "metrics.json").read_text())
+    assert evaluated["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-5)
+    # On other data, through the checkpoint's vocabulary: a test split of one repeated sentence.
+    (trained / "other").mkdir()
+    (trained / "other" / "train.txt").write_text(" the cat sat on the mat \n" * 50)
+    (trained / "other" / "test.txt").write_text(" the cat sat on the mat \n" * 50)
+    run_script(
+        "eval.py", f"ckpt_path={metrics['best_checkpoint']}", "data=text", "data.data_dir=other",
+        f"hydra.run.dir={trained / 'eval-other'}", cwd=trained,
+    )
+    other = json.loads((trained / "eval-other" / "metrics.json").read_text())
+    assert other["test/ppl"] != pytest.approx(evaluated["test/ppl"], rel=1e-3)
+
+
+def test_generate_continues_a_prompt(trained):
+    done = run_script(
+        "generate.py", f"ckpt_path={trained / 'run' / 'checkpoints' / 'last.ckpt'}", "prompt=the cat",
+        "num_tokens=20", "temperature=0", f"hydra.run.dir={trained / 'gen'}", cwd=trained,
+    )
+    text = (trained / "gen" / "generated.txt").read_text()
+    assert text.startswith("the cat") and len(text.split()) >= 10
+    assert text.strip() in done.stdout
+
+
+def test_wandb_offline_leaves_a_run_folder(trained):
+    run_script(
+        "train.py", "data=text", "data.data_dir=corpus", "logger=wandb", "trainer.max_epochs=1",
+        "callbacks.early_stopping=null", f"hydra.run.dir={trained / 'wandb-run'}", *TINY, cwd=trained,
+    )
+    runs = list((trained / "wandb-run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.cell=transformer", "model.cell='transformer' is not one of"),
+        ("data.data_dir=missing", "data.data_dir is not a folder: missing"),
+        ("data.batch_size=0", "data.batch_size must be a positive integer"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, override, message):
+    from tests.conftest import write_corpus
+
+    write_corpus(tmp_path / "corpus")
+    done = run_script(
+        "train.py", "data=text", "data.data_dir=corpus", override, f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: {done.stderr.strip().splitlines()[-1][7:]}"
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_missing_checkpoint_says_so(tmp_path):
+    done = run_script("eval.py", "ckpt_path=nowhere.ckpt", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    assert done.returncode == 2 and "checkpoint not found: nowhere.ckpt" in done.stderr
+
+
+def test_help_and_cfg_work_as_hydra_users_expect(tmp_path):
+    assert "seqlab" in run_script("train.py", "--help", cwd=tmp_path).stdout
+    job = run_script("train.py", "--cfg", "job", "model=lstm", "model.hidden_dim=64", cwd=tmp_path).stdout
+    assert "hidden_dim: 64" in job and "_target_: seqlab.models.language_model.LanguageModel" in job
