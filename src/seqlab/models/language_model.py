@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from seqlab.data.corpus import EOS, UNK, tokenize
 from seqlab.data.stream import IGNORE_INDEX
 from seqlab.errors import CheckpointError, ConfigError
+from seqlab.models.optimizers import optimizers_for
 from seqlab.nn.rnn_lm import RNNLanguageModel, State, detach_state
 
 # How the optimised loss is scaled; the logged loss is always the mean NLL per token.
@@ -125,11 +126,7 @@ class LanguageModel(L.LightningModule):
         self.log_dict(metrics, prog_bar=split == "val")
 
     def configure_optimizers(self):
-        optimizer = (self.make_optimizer or torch.optim.Adam)(params=self.parameters())
-        if self.make_scheduler is None:
-            return optimizer
-        scheduler = self.make_scheduler(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor}}
+        return optimizers_for(self, self.make_optimizer, self.make_scheduler, self.hparams.monitor)
 
     def datamodule_kwargs(self) -> dict:
         """What a datamodule needs to feed this trained model: its token ids."""
