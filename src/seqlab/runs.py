@@ -40,16 +40,21 @@ def build(conf: DictConfig, **learned):
     """Instantiate `conf`, adding arguments learned at run time (a vocabulary, channel counts).
 
     Passed to the partial rather than to `instantiate`, which would turn a 33k-word vocabulary into
-    config nodes: slow, and not plain data in a checkpoint.
+    config nodes: slow. `_convert_="all"`: lists and dicts arrive as plain Python, so the
+    hyperparameters saved in checkpoints are plain data (loadable with weights_only=True).
     """
-    return instantiate(conf, _partial_=True)(**learned)
+    return instantiate(conf, _partial_=True, _convert_="all")(**learned)
 
 
 def build_all(section: DictConfig | None) -> list:
     """Instantiate every entry of a group made of named `_target_` blocks (callbacks, loggers)."""
     if not section:
         return []
-    return [instantiate(conf) for conf in section.values() if isinstance(conf, DictConfig) and "_target_" in conf]
+    return [
+        instantiate(conf, _convert_="all")
+        for conf in section.values()
+        if isinstance(conf, DictConfig) and "_target_" in conf
+    ]
 
 
 def write_json(path: Path, data: dict) -> None:

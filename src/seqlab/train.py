@@ -35,7 +35,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     print_config(cfg, output_dir)
     seed(cfg)
 
-    datamodule = instantiate(cfg.data)
+    datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     model = build(cfg.model, **datamodule.model_kwargs())

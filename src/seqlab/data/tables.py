@@ -40,14 +40,14 @@ class Table:
     source: str  # the path or URL as the user gave it, for messages
 
 
-def load_table(path, url, time_column, target, features, fill) -> Table:
+def load_table(path, url, time_column, target, features, fill, allow_duplicate_times=False) -> Table:
     """Load `path` (or download `url`), pick the input and target columns, check every cell."""
     source = path or url
     if source is None:
         raise ConfigError("no data file: set data.path=FILE (a local CSV) or data.url=URL.")
     local = _local_file(path) if path else _download(url)
     raw = _read_csv_as_text(local, source)
-    times = parse_times(raw, time_column, source)
+    times = parse_times(raw, time_column, source, allow_duplicate_times)
     inputs, targets = choose_columns(raw, time_column, target, features, source)
     values = parse_numbers(raw[inputs], source, fill)
     return Table(values, times, inputs, targets, source)
@@ -55,7 +55,8 @@ def load_table(path, url, time_column, target, features, fill) -> Table:
 
 def _local_file(path) -> str:
     if not Path(path).is_file():
-        raise DataError(f"data file not found: {path}. Check data.path (relative paths start at the run's working directory).")
+        where = "" if Path(path).is_absolute() else f" (looked in {Path.cwd()})"
+        raise DataError(f"data file not found: {path}{where}. Check data.path.")
     return str(path)
 
 
@@ -118,8 +119,12 @@ def _line(row: int) -> int:
     return row + 2  # header is line 1, row 0 is line 2
 
 
-def parse_times(raw: pd.DataFrame, time_column, source) -> pd.Index:
-    """Timestamps must parse and strictly increase, or windows would straddle gaps and repeats."""
+def parse_times(raw: pd.DataFrame, time_column, source, allow_duplicates=False) -> pd.Index:
+    """Timestamps must parse and strictly increase, or windows would straddle gaps and repeats.
+
+    `allow_duplicates` exists for benchmark files that have them: Weather repeats one row, and
+    the published borders count it.
+    """
     if time_column is None:
         return pd.RangeIndex(len(raw))
     if time_column not in raw.columns:
@@ -137,14 +142,17 @@ def parse_times(raw: pd.DataFrame, time_column, source) -> pd.Index:
             "Fix that cell or remove the row."
         )
     steps = np.diff(times.to_numpy())
-    back = np.flatnonzero(steps <= np.timedelta64(0))
-    if len(back):
-        row = back[0] + 1
-        what = "repeats" if steps[back[0]] == np.timedelta64(0) else "goes back before"
+    zero = np.timedelta64(0)
+    wrong = np.flatnonzero((steps < zero) | ((steps == zero) & (not allow_duplicates)))
+    if len(wrong):
+        row = wrong[0] + 1
+        if steps[wrong[0]] == zero:
+            what, fix = "repeats", "Drop duplicate rows, or set data.allow_duplicate_times=true to keep them."
+        else:
+            what, fix = "goes back before", "Sort the file by time."
         raise DataError(
             f"{source}: column '{time_column}' is not strictly increasing: line {_line(row)} "
-            f"({text.iloc[row]}) {what} line {_line(row - 1)} ({text.iloc[row - 1]}). "
-            "Sort the file by time and drop duplicate rows."
+            f"({text.iloc[row]}) {what} line {_line(row - 1)} ({text.iloc[row - 1]}). {fix}"
         )
     return pd.DatetimeIndex(times)
 
@@ -219,7 +227,9 @@ def parse_numbers(text: pd.DataFrame, source, fill) -> np.ndarray:
         numbers = numbers.fillna(0.0)
     empty = [c for c in numbers.columns if numbers[c].isna().any()]
     if empty:
-        raise DataError(f"{source}: column '{empty[0]}' has no values at all, so data.fill={fill} cannot fill it. Drop the column.")
+        raise DataError(
+            f"{source}: column '{empty[0]}' has no values at all, so data.fill={fill} cannot fill it. Drop the column."
+        )
     return numbers.to_numpy()
 
 

@@ -1,0 +1,186 @@
+"""Training and evaluation of a multi-horizon forecaster, scored the way the long-horizon tables are.
+
+MSE and MAE on the standardised data are what the published tables report; the same errors in the
+file's own units, the baselines' errors on the very same windows, and (with a probabilistic head) the
+coverage of the prediction interval are reported beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
+
+from seqlab.errors import ConfigError
+from seqlab.models.baselines import repeat_last, seasonal_naive
+from seqlab.models.forecast_plots import ForecastPlots
+from seqlab.models.optimizers import optimizers_for
+from seqlab.nn.lstm_forecaster import LSTMForecaster
+
+LOSSES = ("mse", "mae")
+
+
+class Forecaster(L.LightningModule):
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        lookback: int,
+        horizon: int,
+        season: int | None = None,
+        hidden_dim: int = 512,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        instance_norm: bool = True,
+        channel_independent: bool = False,
+        segment_length: int | None = None,
+        decoder: str = "direct",
+        head: str = "point",
+        quantiles: list[float] = (0.1, 0.5, 0.9),
+        interval: float = 0.8,
+        cell: str = "lstm",
+        loss: str = "mse",
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., object] | None = None,
+        monitor: str = "val/mse",
+        plot_windows: int = 3,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)} (a probabilistic head sets its own)")
+        if not 0 < interval < 1:
+            raise ConfigError(f"model.interval={interval} must be a probability in (0, 1), e.g. 0.8")
+        quantiles = [float(q) for q in quantiles]
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        self.net = LSTMForecaster(
+            n_inputs, n_outputs, lookback, horizon, hidden_dim, num_layers, dropout, instance_norm,
+            channel_independent, segment_length, decoder, head, quantiles, cell,
+        )
+        # Targets are the last n_outputs input columns (the datamodules' convention).
+        self.target_index = list(range(n_inputs - n_outputs, n_inputs))
+        if season is not None and not 1 <= season <= lookback:
+            raise ConfigError(f"data.season={season} must be between 1 and data.lookback={lookback}")
+
+        def errors() -> MetricCollection:
+            return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
+
+        self.val_errors = errors()
+        self.test_errors = nn.ModuleDict(
+            {name: errors() for name in ("model", "model_unscaled", "repeat_last", "seasonal_naive")}
+        )
+        self.test_coverage = MeanMetric()
+        self.register_buffer("train_windows", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x)
+
+    # --- what the head's output means -------------------------------------------------------------
+    def point(self, output) -> torch.Tensor:
+        """The single forecast scored by MSE/MAE: the mean, or the quantile nearest the median."""
+        if self.hparams.head == "gaussian":
+            return output[0]
+        if self.hparams.head == "quantile":
+            levels = torch.tensor(self.hparams.quantiles)
+            return output[..., int((levels - 0.5).abs().argmin())]
+        return output
+
+    def interval(self, output) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The central `interval` prediction interval (gaussian), or the outer quantiles (quantile)."""
+        if self.hparams.head == "gaussian":
+            mean, std = output
+            z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + self.hparams.interval / 2))
+            return mean - z * std, mean + z * std
+        if self.hparams.head == "quantile":
+            return output[..., 0], output[..., -1]
+        return None
+
+    def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        if self.hparams.head == "gaussian":
+            mean, std = output
+            return F.gaussian_nll_loss(mean, y, std.square(), full=True)
+        if self.hparams.head == "quantile":
+            levels = torch.tensor(self.hparams.quantiles, device=y.device)
+            error = y.unsqueeze(-1) - output
+            return torch.maximum(levels * error, (levels - 1) * error).mean()  # pinball loss
+        return F.mse_loss(output, y) if self.hparams.loss == "mse" else F.l1_loss(output, y)
+
+    # --- steps ------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss(self.net(x), y)
+        self.train_windows += x.shape[0]
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        output = self.net(x)
+        self.log("val/loss", self.loss(output, y), on_epoch=True, batch_size=x.shape[0])
+        self.val_errors.update(self.point(output), y)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict({f"val/{k}": v for k, v in self.val_errors.compute().items()}, prog_bar=True)
+        self.val_errors.reset()
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        output = self.net(x)
+        prediction = self.point(output)
+        horizon = self.hparams.horizon
+        self.test_errors["model"].update(prediction, y)
+        unscale = self._unscale()
+        self.test_errors["model_unscaled"].update(unscale(prediction), unscale(y))
+        self.test_errors["repeat_last"].update(repeat_last(x, horizon, self.target_index), y)
+        if self.hparams.season:
+            self.test_errors["seasonal_naive"].update(
+                seasonal_naive(x, horizon, self.hparams.season, self.target_index), y
+            )
+        bounds = self.interval(output)
+        if bounds is not None:
+            low, high = bounds
+            self.test_coverage.update(((y >= low) & (y <= high)).float())
+
+    def on_test_epoch_end(self) -> None:
+        names = {"model": "", "model_unscaled": "unscaled_", "repeat_last": "repeat_last_", "seasonal_naive": "seasonal_naive_"}
+        metrics = {}
+        for key, prefix in names.items():
+            if key == "seasonal_naive" and not self.hparams.season:
+                continue
+            for name, value in self.test_errors[key].compute().items():
+                metrics[f"test/{prefix}{name}"] = value
+            self.test_errors[key].reset()
+        if self.hparams.head != "point":
+            metrics["test/coverage"] = self.test_coverage.compute()
+            metrics["test/nominal_coverage"] = torch.tensor(self._nominal_coverage())
+            self.test_coverage.reset()
+        self.log_dict(metrics)
+
+    def _nominal_coverage(self) -> float:
+        if self.hparams.head == "gaussian":
+            return self.hparams.interval
+        return self.hparams.quantiles[-1] - self.hparams.quantiles[0]
+
+    def _unscale(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Back to the file's units with the scaler of the data being evaluated (it may not be the training data)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "target_scaler"):
+            return lambda t: t
+        scaler = datamodule.target_scaler
+        mean = torch.as_tensor(scaler.mean, dtype=torch.float32, device=self.device)
+        std = torch.as_tensor(scaler.std, dtype=torch.float32, device=self.device)
+        return lambda t: t * std + mean
+
+    def configure_optimizers(self):
+        return optimizers_for(self, self.make_optimizer, self.make_scheduler, self.hparams.monitor)
+
+    def configure_callbacks(self):
+        return [ForecastPlots(self.hparams.plot_windows)]
+
+    def datamodule_kwargs(self) -> dict:
+        """A forecaster needs nothing from its checkpoint to read new data: each file is scaled on its own train rows."""
+        return {}

@@ -1,0 +1,195 @@
+"""An LSTM forecaster: read the lookback window, predict the next `horizon` steps.
+
+Its strong setting is SegRNN (Lin et al. 2023, arXiv:2308.11200): channel independence,
+segment-wise steps, RevIN, and parallel multi-step decoding, where every output segment is
+decoded in ONE batched RNN step from the final state plus a learned position (and channel)
+embedding. The other options are there to measure what each of those ideas buys.
+
+Shapes: B batch, L lookback, H horizon, C channels, d hidden size, W steps per RNN step
+(the segment length, 1 without segments), S streams: the sequences the RNN runs over, one per
+window (B), or one per variable of each window when channel-independent (B*C).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from seqlab.errors import ConfigError
+from seqlab.nn.forecast_heads import make_head
+from seqlab.nn.revin import RevIN
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+DECODERS = ("direct", "recurrent")
+
+
+class LSTMForecaster(nn.Module):
+    """x [B, L, n_inputs] -> point [B, H, n_outputs] | (mean, std) | quantiles [B, H, n_outputs, Q].
+
+    The outputs are the LAST n_outputs input channels (the data modules put targets last).
+    decoder="direct": with segments, SegRNN's parallel decoding; without, a linear map from the
+    final state to all H steps. decoder="recurrent": a seq2seq decoder that feeds back its own
+    previous step (or segment), for comparison.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        lookback: int,
+        horizon: int,
+        hidden_dim: int = 512,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        instance_norm: bool = True,
+        channel_independent: bool = False,
+        segment_length: int | None = None,
+        decoder: str = "direct",
+        head: str = "point",
+        quantiles=(0.1, 0.5, 0.9),
+        cell: str = "lstm",
+    ):
+        super().__init__()
+        _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_length, decoder, cell)
+        self.n_inputs, self.n_outputs, self.lookback, self.horizon = n_inputs, n_outputs, lookback, horizon
+        self.channel_independent, self.decoder = channel_independent, decoder
+        self.stream_in = 1 if channel_independent else n_inputs
+        self.stream_out = 1 if channel_independent else n_outputs
+        self.segmented = segment_length is not None
+        self.step = segment_length or 1
+        self.out_steps = math.ceil(horizon / self.step)  # the last segment is cut to fit H
+        self.head = make_head(head, quantiles)
+        out_per_step = self.step * self.stream_out * self.head.n_params
+
+        self.revin = RevIN(n_inputs) if instance_norm else None
+        rnn = CELLS[cell]
+        rnn_dropout = dropout if num_layers > 1 else 0.0
+        # Segments are embedded into one RNN step each (SegRNN); single steps go in raw.
+        self.embed = _segment_embedding(self.step * self.stream_in, hidden_dim) if segment_length else nn.Identity()
+        rnn_input = hidden_dim if segment_length else self.stream_in
+        self.rnn = rnn(rnn_input, hidden_dim, num_layers, batch_first=True, dropout=rnn_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+        if decoder == "recurrent":
+            # Its own weights: it reads predictions of the outputs, the encoder read the inputs.
+            width = self.step * self.stream_out
+            self.feedback = _segment_embedding(width, hidden_dim) if segment_length else nn.Identity()
+            feedback_size = hidden_dim if segment_length else self.stream_out
+            self.decoder_rnn = rnn(feedback_size, hidden_dim, num_layers, batch_first=True, dropout=rnn_dropout)
+            self.project = nn.Linear(hidden_dim, out_per_step)
+        elif segment_length:
+            # SegRNN's queries: half position, half channel when streams are channels.
+            position_dim = hidden_dim // 2 if channel_independent else hidden_dim
+            self.position = nn.Parameter(torch.randn(self.out_steps, position_dim))
+            if channel_independent:
+                self.channel = nn.Parameter(torch.randn(n_inputs, hidden_dim - position_dim))
+            self.project = nn.Linear(hidden_dim, out_per_step)
+        else:
+            self.project = nn.Linear(hidden_dim, self.out_steps * out_per_step)
+
+    def forward(self, x: torch.Tensor):
+        batch = x.shape[0]
+        stats = None
+        if self.revin is not None:
+            x, stats = self.revin.normalize(x)
+        streams = self._to_streams(x)  # [S, L, stream_in]
+        steps = streams.reshape(streams.shape[0], self.lookback // self.step, self.step * self.stream_in)
+        _, state = self.rnn(self.embed(steps))
+
+        if self.decoder == "recurrent":
+            raw = self._decode_recurrent(streams, state)
+        elif self.segmented:
+            raw = self._decode_parallel(state, batch)
+        else:
+            raw = self.project(self.dropout(_last_layer(state)))
+        # raw [S, out_steps, ...] -> [S, H, stream_out, n_params] -> [B, H, n_outputs, n_params]
+        raw = raw.reshape(raw.shape[0], self.out_steps * self.step, self.stream_out, self.head.n_params)
+        raw = self._from_streams(raw[:, : self.horizon], batch)
+
+        scale, shift = 1.0, 0.0
+        if stats is not None:
+            scale, shift = self.revin.inverse_affine(stats, slice(self.n_inputs - self.n_outputs, None))
+        return self.head(raw, scale, shift)
+
+    def _to_streams(self, x):
+        if not self.channel_independent:
+            return x
+        # Every variable becomes its own univariate series through the one shared RNN.
+        return x.permute(0, 2, 1).reshape(-1, self.lookback, 1)
+
+    def _from_streams(self, raw, batch):
+        if not self.channel_independent:
+            return raw
+        _, horizon, _, n_params = raw.shape
+        # Contiguous, so callers (torchmetrics among them) can .view() the forecast.
+        return raw.reshape(batch, self.n_inputs, horizon, n_params).permute(0, 2, 1, 3).contiguous()
+
+    def _decode_parallel(self, state, batch):
+        """All output segments at once: each is one RNN step from the final state, told which
+        segment (and channel) it is by its query, so no error compounds from step to step."""
+        if self.channel_independent:
+            channels = self.n_inputs
+            query = torch.cat(
+                [self.position.unsqueeze(0).expand(channels, -1, -1),
+                 self.channel.unsqueeze(1).expand(-1, self.out_steps, -1)],
+                dim=-1,
+            )  # [C, out_steps, d]; streams are ordered (b, c), so repeat over the batch
+            query = query.repeat(batch, 1, 1)
+        else:
+            query = self.position.unsqueeze(0).expand(batch, -1, -1)
+        streams = query.shape[0]
+        query = query.reshape(streams * self.out_steps, 1, -1)
+        state = _map_state(state, lambda s: s.repeat_interleave(self.out_steps, dim=1))
+        out, _ = self.rnn(query, state)  # the encoder's weights, as in SegRNN
+        return self.project(self.dropout(out[:, 0])).reshape(streams, self.out_steps, -1)
+
+    def _decode_recurrent(self, streams, state):
+        """Step by step from the last observed values, each step reading the previous prediction."""
+        n = streams.shape[0]
+        width = self.step * self.stream_out
+        previous = streams[:, -self.step :, -self.stream_out :].reshape(n, 1, width)
+        outputs = []
+        for _ in range(self.out_steps):
+            out, state = self.decoder_rnn(self.feedback(previous), state)
+            raw = self.project(self.dropout(out))  # [S, 1, width * n_params]
+            outputs.append(raw)
+            previous = self.head.location(raw.reshape(n, 1, width, self.head.n_params))
+        return torch.cat(outputs, dim=1)
+
+
+def _segment_embedding(width: int, hidden_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(width, hidden_dim), nn.ReLU())
+
+
+def _last_layer(state):
+    h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c); GRU/RNN: h
+    return h[-1]
+
+
+def _map_state(state, fn):
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
+def _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_length, decoder, cell):
+    if cell not in CELLS:
+        raise ConfigError(f"model.cell={cell} is not one of {', '.join(CELLS)}.")
+    if decoder not in DECODERS:
+        raise ConfigError(f"model.decoder={decoder} is not one of {', '.join(DECODERS)}.")
+    if min(n_inputs, n_outputs, lookback, horizon) < 1:
+        raise ConfigError(
+            f"sizes must be positive: n_inputs={n_inputs}, n_outputs={n_outputs}, lookback={lookback}, horizon={horizon}."
+        )
+    if n_outputs > n_inputs:
+        raise ConfigError(f"n_outputs={n_outputs} > n_inputs={n_inputs}: the targets must be among the inputs.")
+    if channel_independent and n_inputs != n_outputs:
+        raise ConfigError(
+            f"model.channel_independent=true forecasts every input, but there are {n_inputs} inputs and "
+            f"{n_outputs} outputs. Use data.features=M or S, or model.channel_independent=false."
+        )
+    if segment_length is not None and (segment_length < 1 or lookback % segment_length):
+        raise ConfigError(
+            f"model.segment_length={segment_length} must divide the lookback {lookback}. "
+            "Pick a divisor (e.g. 12, 24, 48 for 96) or model.segment_length=null."
+        )

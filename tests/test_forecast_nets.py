@@ -1,0 +1,162 @@
+"""Forecaster nets, instance normalisation and the naive baselines."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from seqlab.data.timeseries import SineDataModule
+from seqlab.errors import ConfigError
+from seqlab.models.baselines import repeat_last, seasonal_naive
+from seqlab.nn.lstm_forecaster import LSTMForecaster
+from seqlab.nn.revin import RevIN
+
+B, L, H = 3, 24, 10  # H not a multiple of the segment length on purpose: the last segment is cut
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Nets this small gain nothing from threads, and on a busy machine OpenMP spinning costs a lot.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def net(n_inputs=4, n_outputs=4, **kwargs):
+    torch.manual_seed(0)
+    return LSTMForecaster(n_inputs, n_outputs, L, H, hidden_dim=16, **kwargs)
+
+
+@pytest.mark.parametrize("decoder,head,channel_independent,segment_length",
+                         itertools.product(["direct", "recurrent"], ["point", "gaussian", "quantile"],
+                                           [False, True], [None, 1, 6]))
+def test_output_shapes(decoder, head, channel_independent, segment_length):
+    n_out = 4 if channel_independent else 2
+    model = net(4, n_out, decoder=decoder, head=head, channel_independent=channel_independent,
+                segment_length=segment_length, num_layers=2, dropout=0.1)
+    out = model(torch.randn(B, L, 4))
+    for tensor in out if isinstance(out, tuple) else (out,):
+        assert tensor.is_contiguous()  # metrics .view() it
+    if head == "point":
+        assert out.shape == (B, H, n_out)
+    elif head == "gaussian":
+        mean, std = out
+        assert mean.shape == std.shape == (B, H, n_out) and (std > 0).all()
+    else:
+        assert out.shape == (B, H, n_out, 3)
+        assert (out.diff(dim=-1) >= 0).all()  # quantiles never cross
+    (out[0] if isinstance(out, tuple) else out).sum().backward()
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("instance_norm", [True, False])
+def test_other_cells_and_no_instance_norm(cell, instance_norm):
+    model = net(cell=cell, instance_norm=instance_norm, segment_length=6, channel_independent=True)
+    assert model(torch.randn(B, L, 4)).shape == (B, H, 4)
+
+
+@pytest.mark.parametrize("decoder", ["direct", "recurrent"])
+def test_channel_independent_channels_do_not_mix(decoder):
+    model = net(decoder=decoder, segment_length=6, channel_independent=True).eval()
+    x = torch.randn(B, L, 4)
+    changed = x.clone()
+    changed[..., 0] = torch.randn(B, L) * 5
+    y, y_changed = model(x), model(changed)
+    torch.testing.assert_close(y[..., 1:], y_changed[..., 1:])
+    assert not torch.allclose(y[..., 0], y_changed[..., 0])
+
+
+@pytest.mark.parametrize("decoder", ["direct", "recurrent"])
+def test_instance_norm_follows_the_target_level(decoder):
+    # Outputs are the last input channels: a level shift there moves the forecast by the same
+    # amount; a shift in another channel is normalised away.
+    model = net(4, 1, decoder=decoder, segment_length=6).eval()
+    x = torch.randn(B, L, 4)
+    shifted_target, shifted_other = x.clone(), x.clone()
+    shifted_target[..., 3] += 100
+    shifted_other[..., 0] += 100
+    y = model(x)
+    torch.testing.assert_close(model(shifted_target), y + 100, atol=1e-3, rtol=0)
+    torch.testing.assert_close(model(shifted_other), y, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_revin_round_trip(affine):
+    revin = RevIN(3, affine=affine)
+    if affine:
+        with torch.no_grad():
+            revin.weight.copy_(torch.tensor([0.5, 2.0, -1.5]))
+            revin.bias.copy_(torch.tensor([1.0, -2.0, 0.3]))
+    x = torch.randn(5, 40, 3) * 7 + 3
+    z, stats = revin.normalize(x)
+    torch.testing.assert_close(revin.denormalize(z, stats), x, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(revin.denormalize(z[..., 1:], stats, slice(1, None)), x[..., 1:], atol=1e-4, rtol=1e-5)
+    if not affine:
+        torch.testing.assert_close(z.mean(1), torch.zeros(5, 3), atol=1e-5, rtol=0)
+        torch.testing.assert_close(z.std(1, unbiased=False), torch.ones(5, 3), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"n_outputs": 1, "channel_independent": True}, "channel_independent"),
+    ({"segment_length": 5}, "segment_length"),
+    ({"segment_length": 0}, "segment_length"),
+    ({"decoder": "beam"}, "decoder"),
+    ({"head": "laplace"}, "head"),
+    ({"cell": "transformer"}, "cell"),
+    ({"head": "quantile", "quantiles": (0.9, 0.1)}, "quantiles"),
+    ({"head": "quantile", "quantiles": (0.5, 1.0)}, "quantiles"),
+    ({"n_outputs": 5}, "n_outputs"),
+])
+def test_bad_combinations_are_config_errors(kwargs, match):
+    sizes = {"n_inputs": 4, "n_outputs": 4, "lookback": L, "horizon": H}
+    with pytest.raises(ConfigError, match=match):
+        LSTMForecaster(**{**sizes, **kwargs})
+
+
+# --- baselines --------------------------------------------------------------------------------
+
+# One window, lookback 6, two inputs; the target is column 1 (10, 20, ..., 60).
+X = torch.tensor([[[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [5.0, 50.0], [6.0, 60.0]]])
+Y = np.array([[[70.0], [80.0], [50.0], [60.0]]])  # what really came next
+
+
+def test_repeat_last_by_hand():
+    pred = repeat_last(X, horizon=4, target_index=[1])
+    assert pred.tolist() == [[[60.0], [60.0], [60.0], [60.0]]]
+    # errors 10, 20, -10, 0 -> MSE (100 + 400 + 100 + 0) / 4
+    assert np.mean((pred.numpy() - Y) ** 2) == pytest.approx(150.0)
+    assert repeat_last(X, horizon=2).tolist() == [[[6.0, 60.0], [6.0, 60.0]]]
+    assert pred.is_contiguous()
+
+
+def test_seasonal_naive_by_hand():
+    pred = seasonal_naive(X, horizon=4, season=2, target_index=[1])
+    assert pred.tolist() == [[[50.0], [60.0], [50.0], [60.0]]]
+    # errors -20, -20, 0, 0 -> MSE (400 + 400) / 4
+    assert np.mean((pred.numpy() - Y) ** 2) == pytest.approx(200.0)
+    assert seasonal_naive(X, horizon=4, season=3, target_index=[0]).flatten().tolist() == [4.0, 5.0, 6.0, 4.0]
+    assert seasonal_naive(X, horizon=3, season=6).shape == (1, 3, 2) and pred.is_contiguous()
+    with pytest.raises(ConfigError, match="season"):
+        seasonal_naive(X, horizon=4, season=7)
+
+
+# --- the synthetic task is learnable ----------------------------------------------------------
+
+def test_lstm_beats_repeat_last_on_sines():
+    torch.manual_seed(0)
+    dm = SineDataModule(seed=0, length=1500, n_series=2, lookback=48, horizon=24, batch_size=64, eval_batch_size=512)
+    dm.setup()
+    model = LSTMForecaster(**dm.model_kwargs(), hidden_dim=32, segment_length=12, channel_independent=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _, (x, y) in zip(range(150), itertools.cycle(dm.train_dataloader())):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    x, y = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        learned = torch.nn.functional.mse_loss(model(x), y).item()
+    naive = torch.nn.functional.mse_loss(repeat_last(x, 24, dm.target_index), y).item()
+    assert learned < 0.5 * naive, (learned, naive)
