@@ -74,10 +74,11 @@ def user_error(exc: BaseException) -> SeqlabError | None:
 
 
 @contextmanager
-def reported_errors(output_dir: Path) -> Iterator[None]:
+def reported_errors(output_dir: Path | None) -> Iterator[None]:
     """Turn a user's mistake into one line on stderr and exit status 2, leaving no half-made run folder.
 
     The run folder is removed unless a checkpoint was already written into it: that is work to keep.
+    `output_dir=None`: the command has no run folder of its own.
     """
     try:
         yield
@@ -85,7 +86,7 @@ def reported_errors(output_dir: Path) -> Iterator[None]:
         error = user_error(exc)
         if error is None:
             raise
-        if output_dir.is_dir() and not any(output_dir.rglob("*.ckpt")):
+        if output_dir is not None and output_dir.is_dir() and not any(output_dir.rglob("*.ckpt")):
             logging.shutdown()
             shutil.rmtree(output_dir, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
