@@ -7,8 +7,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import CheckpointError
+from seqlab.runs import build
 
 
 def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
@@ -43,3 +45,18 @@ def check_fits(model: L.LightningModule, data_kwargs: dict, ckpt_path: str) -> N
                 f"{ckpt_path} was trained with {key}={trained} but this data gives {key}={value}; "
                 "evaluate on data shaped like the training data"
             )
+
+
+def load_with_data(
+    ckpt_path: str | None, data: DictConfig | None = None, changes: dict | None = None
+) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """A trained module and a datamodule ready to test it: `data` if given, else the checkpoint's own
+    data config with `changes` applied (a new `path`, say); refused if its shapes do not fit."""
+    model, trained_config = load_trained(ckpt_path)
+    if data is None:
+        data = OmegaConf.merge(trained_config["data"], changes or {})
+    datamodule = build(data, **model.datamodule_kwargs())
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    check_fits(model, datamodule.model_kwargs(), ckpt_path)
+    return model, datamodule

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from seqlab.checkpoints import check_fits, load_trained
-from seqlab.runs import build, log, print_config, reported_errors, seed, write_json
+from seqlab.checkpoints import load_with_data
+from seqlab.runs import log, print_config, reported_errors, seed, write_json
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -16,13 +16,8 @@ def evaluate(cfg: DictConfig) -> dict:
     with reported_errors(output_dir):
         print_config(cfg, output_dir)
         seed(cfg)
-        model, trained_config = load_trained(cfg.get("ckpt_path"))
         # Without data=..., the checkpoint's own data config: the test split it was trained beside.
-        data_cfg = cfg.data if cfg.get("data") is not None else OmegaConf.create(trained_config["data"])
-        datamodule = build(data_cfg, **model.datamodule_kwargs())
-        datamodule.prepare_data()
-        datamodule.setup("test")
-        check_fits(model, datamodule.model_kwargs(), cfg.ckpt_path)
+        model, datamodule = load_with_data(cfg.get("ckpt_path"), cfg.get("data"))
         trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
         metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
         write_json(output_dir / "metrics.json", {**metrics, "checkpoint": str(cfg.ckpt_path)})

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.checkpoints import check_fits, load_trained
+from seqlab.checkpoints import load_with_data
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.forecast_plots import WindowForecast, forecast_windows, spread_windows
-from seqlab.runs import build, log, print_config, reported_errors, seed, write_json
+from seqlab.runs import log, print_config, reported_errors, seed, write_json
 
 
 def forecasts_table(windows: list[WindowForecast], names: list[str]) -> pd.DataFrame:
@@ -35,16 +35,11 @@ def forecast(cfg: DictConfig) -> Path:
     with reported_errors(output_dir):
         print_config(cfg, output_dir)
         seed(cfg)
-        model, trained_config = load_trained(cfg.get("ckpt_path"))
+        # The checkpoint's data config, with whatever keys this command sets (data.path=..., say).
+        changes = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None}
+        model, datamodule = load_with_data(cfg.get("ckpt_path"), changes=changes)
         if not hasattr(model, "point"):
             raise CheckpointError(f"{cfg.ckpt_path} is not a forecaster: it cannot forecast windows")
-        # The checkpoint's data config, with whatever keys this command sets (data.path=..., say).
-        overrides = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None}
-        data_cfg = OmegaConf.merge(trained_config["data"], overrides)
-        datamodule = build(data_cfg, **model.datamodule_kwargs())
-        datamodule.prepare_data()
-        datamodule.setup("test")
-        check_fits(model, datamodule.model_kwargs(), cfg.ckpt_path)
         split = cfg.split
         if split not in datamodule.datasets:
             raise ConfigError(f"split={split!r} is not one of {list(datamodule.datasets)}")

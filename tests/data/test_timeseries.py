@@ -15,8 +15,8 @@ import torch
 from seqlab.data.timeseries import ForecastDataModule, SineDataModule
 from seqlab.data.windows import split_borders
 from seqlab.errors import ConfigError, DataError
+from tests.conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 ETTH1 = SHARED_DATA / "ett" / "ETTh1.csv"
 WEATHER = SHARED_DATA / "weather" / "weather.csv"
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
