@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from seqlab.errors import ConfigError
+from seqlab.nn.cells import CELLS
 from seqlab.nn.forecast_heads import make_head
 from seqlab.nn.revin import RevIN
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 DECODERS = ("direct", "recurrent")
 
 

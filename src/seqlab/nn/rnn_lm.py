@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from seqlab.errors import ConfigError
+from seqlab.nn.cells import CELLS
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
