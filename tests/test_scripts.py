@@ -152,3 +152,6 @@ def test_help_and_cfg_work_as_hydra_users_expect(tmp_path):
     assert "seqlab" in run_script("train.py", "--help", cwd=tmp_path).stdout
     job = run_script("train.py", "--cfg", "job", "model=lstm", "model.hidden_dim=64", cwd=tmp_path).stdout
     assert "hidden_dim: 64" in job and "_target_: seqlab.models.language_model.LanguageModel" in job
+    # A single file per split can be named without a '+' (the README's Tiny Shakespeare command).
+    job = run_script("train.py", "--cfg", "job", "data=text", "data.files.train=input.txt", "data.tokenizer=char", cwd=tmp_path).stdout
+    assert "train: input.txt" in job and "tokenizer: char" in job

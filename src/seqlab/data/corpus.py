@@ -60,12 +60,13 @@ class CorpusSource:
 
     def local_files(self) -> dict[str, Path] | None:
         """The local file of each split given, or None when the corpus comes from the hub."""
-        if self.files:
-            unknown = set(self.files) - set(SPLITS)
+        given = {split: path for split, path in (self.files or {}).items() if path}
+        if given:
+            unknown = set(given) - set(SPLITS)
             if unknown:
                 raise ConfigError(f"data.files has unknown split(s) {sorted(unknown)}; use {list(SPLITS)}")
             base = Path(self.data_dir) if self.data_dir else Path(".")
-            found = {s: base / p for s, p in self.files.items() if p}
+            found = {split: base / path for split, path in given.items()}
             for split, path in found.items():
                 if not path.is_file():
                     raise DataError(f"data file for split '{split}' not found: {path}; fix data.files.{split}")
