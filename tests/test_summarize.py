@@ -18,16 +18,16 @@ def test_runs_are_grouped_with_mean_and_sample_std(tmp_path):
     (tmp_path / "sweep" / "unfinished").mkdir()  # no metrics.json: not counted
     table = summary_table(collect_runs([str(tmp_path / "sweep")]), "data.horizon", ["test/mse"])
     assert table.to_dict("records") == [
-        {"data.horizon": 96, "runs": 3, "test/mse": "0.32 ± 0.02"},
-        {"data.horizon": 720, "runs": 1, "test/mse": "0.5"},
+        {"data.horizon": 96, "runs": 3, "test/mse": "0.3200 ± 0.0200"},
+        {"data.horizon": 720, "runs": 1, "test/mse": "0.5000"},
     ]
-    assert markdown(table).splitlines()[2] == "| 96 | 3 | 0.32 ± 0.02 |"
+    assert markdown(table).splitlines()[2] == "| 96 | 3 | 0.3200 ± 0.0200 |"
 
 
 def test_the_script_prints_the_table_and_refuses_a_missing_folder(tmp_path):
     write_run(tmp_path / "runs" / "0", 96, 1, 0.25)
     done = run_script("summarize.py", "runs=[runs]", "metrics=[test/mse]", cwd=tmp_path)
-    assert "| 96 | 1 | 0.25 |" in done.stdout
+    assert "| 96 | 1 | 0.2500 |" in done.stdout
     missing = run_script("summarize.py", "runs=[nowhere]", cwd=tmp_path, check=False)
     assert missing.returncode == 2 and "runs: nowhere is not a folder" in missing.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # a report leaves nothing behind

@@ -35,8 +35,16 @@ def summary_table(runs: list[tuple[dict, dict]], group_by: str, metrics: list[st
     grouped = frame.groupby(group_by)
     table = grouped.size().rename("runs").to_frame()
     for metric in metrics:
-        table[metric] = [f"{m:.4g} ± {s:.2g}" if pd.notna(s) else f"{m:.4g}" for m, s in zip(grouped[metric].mean(), grouped[metric].std())]
+        table[metric] = [
+            f"{_number(m)} ± {_number(s)}" if pd.notna(s) else _number(m)
+            for m, s in zip(grouped[metric].mean(), grouped[metric].std())
+        ]
     return table.reset_index()
+
+
+def _number(x: float) -> str:
+    """Four decimals for errors, fewer for seconds and counts: no scientific notation in a report."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 10 else f"{x:.4f}"
 
 
 def markdown(table: pd.DataFrame) -> str:
