@@ -48,8 +48,10 @@ class TextDataModule(L.LightningDataModule):
         self.corpus: Corpus | None = None
 
     def prepare_data(self) -> None:
-        # Runs on one process: downloads and fills the token cache that setup() then reads on every process.
-        build_corpus(self.source, self.tokenizer, self.fixed_vocabulary, self.cache_dir)
+        # Runs on one process: downloads and fills the token cache that setup() then reads on every
+        # process. Without a cache there is nothing to share, and setup() does the work once.
+        if self.cache_dir:
+            build_corpus(self.source, self.tokenizer, self.fixed_vocabulary, self.cache_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is None:
