@@ -4,7 +4,6 @@ import functools
 import http.server
 import threading
 import time
-from pathlib import Path
 
 import datasets
 import numpy as np

@@ -12,7 +12,6 @@ from torch import nn
 from seqlab.errors import ConfigError
 from seqlab.nn.cells import CELLS
 
-
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
