@@ -9,8 +9,8 @@ import torch
 from seqlab.data.timeseries import SineDataModule
 from seqlab.errors import ConfigError
 from seqlab.models.baselines import repeat_last, seasonal_naive
+from seqlab.nn.instance_norm import LastValue, RevIN
 from seqlab.nn.lstm_forecaster import LSTMForecaster
-from seqlab.nn.revin import RevIN
 
 B, L, H = 3, 24, 10  # H not a multiple of the segment length on purpose: the last segment is cut
 
@@ -51,7 +51,7 @@ def test_output_shapes(decoder, head, channel_independent, segment_length):
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
-@pytest.mark.parametrize("instance_norm", [True, False])
+@pytest.mark.parametrize("instance_norm", ["revin", "last", None])
 def test_other_cells_and_no_instance_norm(cell, instance_norm):
     model = net(cell=cell, instance_norm=instance_norm, segment_length=6, channel_independent=True)
     assert model(torch.randn(B, L, 4)).shape == (B, H, 4)
@@ -68,11 +68,11 @@ def test_channel_independent_channels_do_not_mix(decoder):
     assert not torch.allclose(y[..., 0], y_changed[..., 0])
 
 
-@pytest.mark.parametrize("decoder", ["direct", "recurrent"])
-def test_instance_norm_follows_the_target_level(decoder):
+@pytest.mark.parametrize("decoder,instance_norm", itertools.product(["direct", "recurrent"], ["revin", "last"]))
+def test_instance_norm_follows_the_target_level(decoder, instance_norm):
     # Outputs are the last input channels: a level shift there moves the forecast by the same
     # amount; a shift in another channel is normalised away.
-    model = net(4, 1, decoder=decoder, segment_length=6).eval()
+    model = net(4, 1, decoder=decoder, segment_length=6, instance_norm=instance_norm).eval()
     x = torch.randn(B, L, 4)
     shifted_target, shifted_other = x.clone(), x.clone()
     shifted_target[..., 3] += 100
@@ -80,6 +80,20 @@ def test_instance_norm_follows_the_target_level(decoder):
     y = model(x)
     torch.testing.assert_close(model(shifted_target), y + 100, atol=1e-3, rtol=0)
     torch.testing.assert_close(model(shifted_other), y, atol=1e-4, rtol=0)
+
+
+def test_unknown_instance_norm_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.instance_norm=mean"):
+        net(instance_norm="mean")
+
+
+def test_last_value_norm_anchors_each_window_at_its_last_value():
+    norm = LastValue()
+    x = torch.randn(5, 40, 3) * 7 + 3
+    z, stats = norm.normalize(x)
+    torch.testing.assert_close(z[:, -1], torch.zeros(5, 3))
+    torch.testing.assert_close(z, x - x[:, -1:])
+    torch.testing.assert_close(norm.denormalize(z[..., 1:], stats, slice(1, None)), x[..., 1:])
 
 
 @pytest.mark.parametrize("affine", [False, True])

@@ -35,7 +35,7 @@ class Forecaster(L.LightningModule):
         hidden_dim: int = 512,
         num_layers: int = 1,
         dropout: float = 0.0,
-        instance_norm: bool = True,
+        instance_norm: str | None = "revin",
         channel_independent: bool = False,
         segment_length: int | None = None,
         decoder: str = "direct",

@@ -20,7 +20,7 @@ from torch import nn
 from seqlab.errors import ConfigError
 from seqlab.nn.cells import CELLS
 from seqlab.nn.forecast_heads import make_head
-from seqlab.nn.revin import RevIN
+from seqlab.nn.instance_norm import make_instance_norm
 
 DECODERS = ("direct", "recurrent")
 
@@ -43,7 +43,7 @@ class LSTMForecaster(nn.Module):
         hidden_dim: int = 512,
         num_layers: int = 1,
         dropout: float = 0.0,
-        instance_norm: bool = True,
+        instance_norm: str | None = "revin",
         channel_independent: bool = False,
         segment_length: int | None = None,
         decoder: str = "direct",
@@ -63,7 +63,7 @@ class LSTMForecaster(nn.Module):
         self.head = make_head(head, quantiles)
         out_per_step = self.step * self.stream_out * self.head.n_params
 
-        self.revin = RevIN(n_inputs) if instance_norm else None
+        self.norm = make_instance_norm(instance_norm, n_inputs)
         rnn = CELLS[cell]
         rnn_dropout = dropout if num_layers > 1 else 0.0
         # Segments are embedded into one RNN step each (SegRNN); single steps go in raw.
@@ -92,8 +92,8 @@ class LSTMForecaster(nn.Module):
     def forward(self, x: torch.Tensor):
         batch = x.shape[0]
         stats = None
-        if self.revin is not None:
-            x, stats = self.revin.normalize(x)
+        if self.norm is not None:
+            x, stats = self.norm.normalize(x)
         streams = self._to_streams(x)  # [S, L, stream_in]
         steps = streams.reshape(streams.shape[0], self.lookback // self.step, self.step * self.stream_in)
         _, state = self.rnn(self.embed(steps))
@@ -110,7 +110,7 @@ class LSTMForecaster(nn.Module):
 
         scale, shift = 1.0, 0.0
         if stats is not None:
-            scale, shift = self.revin.inverse_affine(stats, slice(self.n_inputs - self.n_outputs, None))
+            scale, shift = self.norm.inverse_affine(stats, slice(self.n_inputs - self.n_outputs, None))
         return self.head(raw, scale, shift)
 
     def _to_streams(self, x):

@@ -1,8 +1,10 @@
-"""Reversible instance normalisation (RevIN, Kim et al., ICLR 2022).
+"""Instance normalisation: each window is normalised by its own statistics before the net sees
+it, and the forecast gets them back afterwards. The net learns shapes, not levels, which is what
+survives the distribution shift between the train years and the test months of benchmarks like ETT.
 
-Each window is standardised by its own mean and std before the net sees it, and the forecast
-gets them back afterwards: the net learns shapes, not levels, which is what survives the
-distribution shift between the train years and the test months of benchmarks like ETT.
+Two kinds: RevIN (Kim et al., ICLR 2022) standardises by the window's mean and std; `last` only
+subtracts the window's last value (SegRNN's and NLinear's choice), which anchors the forecast
+where the series left off.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-Stats = tuple[torch.Tensor, torch.Tensor]  # (mean, std), each [B, 1, C]
+from seqlab.errors import ConfigError
+
+Stats = tuple[torch.Tensor, torch.Tensor]  # (location, scale), each [B, 1, C]
+INSTANCE_NORMS = ("revin", "last")
 
 
 class RevIN(nn.Module):
@@ -47,3 +52,28 @@ class RevIN(nn.Module):
             return std, mean
         scale = std / (self.weight[channels] + self.eps * self.eps)
         return scale, mean - self.bias[channels] * scale
+
+
+class LastValue(nn.Module):
+    """Subtract each channel's last observed value; add it back to the forecast."""
+
+    def normalize(self, x: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        last = x[:, -1:, :].detach()
+        return x - last, (last, torch.ones_like(last))
+
+    def denormalize(self, y: torch.Tensor, stats: Stats, channels: slice = slice(None)) -> torch.Tensor:
+        return y + stats[0][..., channels]
+
+    def inverse_affine(self, stats: Stats, channels: slice = slice(None)) -> Stats:
+        return stats[1][..., channels], stats[0][..., channels]
+
+
+def make_instance_norm(kind: str | None, n_channels: int) -> nn.Module | None:
+    """`kind` from model.instance_norm: revin | last | null (none)."""
+    if kind in (None, False, "none"):
+        return None
+    if kind in ("revin", True):
+        return RevIN(n_channels)
+    if kind == "last":
+        return LastValue()
+    raise ConfigError(f"model.instance_norm={kind} is not one of {', '.join(INSTANCE_NORMS)} or null.")
