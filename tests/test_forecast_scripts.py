@@ -78,6 +78,18 @@ def test_a_checkpoint_that_does_not_fit_the_data_is_refused(trained, tmp_path):
     assert not (tmp_path / "eval").exists()
 
 
+def test_a_data_override_the_checkpoint_has_no_use_for_is_refused(trained, tmp_path):
+    # The sine data has no file: pointing it at one must say so, not fail deep inside.
+    ckpt = trained / "run" / "checkpoints" / "last.ckpt"
+    done = run_script(
+        "forecast.py", f"ckpt_path={ckpt}", f"data.path={tmp_path / 'x.csv'}", f"hydra.run.dir={tmp_path / 'fc'}",
+        cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: data.path= does not apply")
+    assert not (tmp_path / "fc").exists()
+
+
 def test_a_bad_csv_is_one_clear_line(tmp_path):
     (tmp_path / "bad.csv").write_text("date,a,b\n" + "".join(f"2020-01-01 {h:02d}:00,{h},x{h}\n" for h in range(24)))
     done = run_script(

@@ -9,7 +9,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.errors import CheckpointError
+from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runs import build
 
 
@@ -54,6 +54,12 @@ def load_with_data(
     data config with `changes` applied (a new `path`, say); refused if its shapes do not fit."""
     model, trained_config = load_trained(ckpt_path)
     if data is None:
+        unknown = sorted(set(changes or {}) - set(trained_config["data"]))
+        if unknown:
+            raise ConfigError(
+                f"data.{unknown[0]}= does not apply to {ckpt_path}: its data ({trained_config['data'].get('_target_')}) "
+                f"has no '{unknown[0]}' setting. Drop the override."
+            )
         data = OmegaConf.merge(trained_config["data"], changes or {})
     datamodule = build(data, **model.datamodule_kwargs())
     datamodule.prepare_data()
