@@ -110,8 +110,9 @@ def test_window_count_and_contents(tmp_path, lookback, horizon, stride):
     for name, (start, stop) in dm.borders.items():
         ds = dm.datasets[name]
         assert len(ds) == windows(stop - start, lookback, horizon, stride)
-        x, y = ds[len(ds) - 1]
+        x, y, first_row = ds[len(ds) - 1]
         first = start + (len(ds) - 1) * stride
+        assert first_row.item() == first  # the row of the whole file, which places it in the cycle
         assert x.shape == (lookback, 7) and y.shape == (horizon, 7) and x.dtype == y.dtype == torch.float32
         np.testing.assert_allclose(x.numpy(), frame[ETT_COLUMNS].to_numpy()[first : first + lookback], rtol=1e-6)
         assert first + lookback + horizon <= stop
@@ -120,7 +121,7 @@ def test_window_count_and_contents(tmp_path, lookback, horizon, stride):
 def test_eval_loaders_never_drop_a_window(tmp_path):
     dm = module(write(tmp_path, ett_like(1000)), split="ratio", lookback=30, horizon=20, eval_batch_size=7)
     for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
-        seen = sum(x.shape[0] for x, _ in loader)
+        seen = sum(x.shape[0] for x, _, _ in loader)
         start, stop = dm.borders[split]
         assert seen == windows(stop - start, 30, 20) and seen % 7 != 0
 
@@ -128,7 +129,7 @@ def test_eval_loaders_never_drop_a_window(tmp_path):
 def test_inverse_transform_recovers_the_file(tmp_path):
     frame = ett_like(500)
     dm = module(write(tmp_path, frame), split="ratio", lookback=20, horizon=10, features="S")
-    _, y = dm.datasets["test"][3]
+    _, y, _ = dm.datasets["test"][3]
     start = dm.borders["test"][0] + 3 + 20
     expected = frame["OT"].to_numpy()[start : start + 10, None]
     np.testing.assert_allclose(dm.inverse_transform(y).numpy(), expected, atol=1e-4)
@@ -140,13 +141,13 @@ def test_inverse_transform_recovers_the_file(tmp_path):
 @pytest.mark.parametrize("features,n_in,n_out", [("M", 7, 7), ("S", 1, 1), ("MS", 7, 1), (["HUFL", "OT"], 2, 1)])
 def test_feature_modes(tmp_path, features, n_in, n_out):
     dm = module(write(tmp_path, ett_like(300)), split="ratio", lookback=16, horizon=8, features=features)
-    x, y = dm.datasets["train"][0]
+    x, y, _ = dm.datasets["train"][0]
     assert x.shape == (16, n_in) and y.shape == (8, n_out)
     assert dm.model_kwargs() == {"n_inputs": n_in, "n_outputs": n_out, "lookback": 16, "horizon": 8}
     # Targets are the last inputs, and y is their continuation.
     assert dm.input_names[-n_out:] == dm.target_names
     assert dm.target_index == list(range(n_in - n_out, n_in))
-    x_next, _ = dm.datasets["train"][8]
+    x_next, _, _ = dm.datasets["train"][8]
     torch.testing.assert_close(y, x_next[-8:, dm.target_index])
 
 

@@ -82,6 +82,35 @@ def test_instance_norm_follows_the_target_level(decoder, instance_norm):
     torch.testing.assert_close(model(shifted_other), y, atol=1e-4, rtol=0)
 
 
+def test_a_cycle_starts_at_zero_and_changes_nothing():
+    x, start = torch.randn(B, L, 4), torch.tensor([0, 5, 1000])
+    torch.testing.assert_close(net(cycle_length=24).eval()(x, start), net().eval()(x))
+
+
+@pytest.mark.parametrize("instance_norm", ["revin", "last", None])
+def test_the_cycle_comes_out_of_the_window_and_back_into_the_forecast(instance_norm):
+    # With a cycle C, forecasting x equals forecasting x minus C at the window's phases with no
+    # cycle, plus C at the forecast's phases: nothing else is learned from the phase.
+    model = net(4, 2, cycle_length=24, instance_norm=instance_norm).eval()
+    bare = net(4, 2, instance_norm=instance_norm).eval()
+    with torch.no_grad():
+        model.cycle.copy_(torch.randn(24, 4))
+    x, start = torch.randn(B, L, 4), torch.tensor([0, 7, 1000])
+    phase_in = (start[:, None] + torch.arange(L)) % 24
+    phase_out = (start[:, None] + L + torch.arange(H)) % 24
+    expected = bare(x - model.cycle[phase_in]) + model.cycle[phase_out][..., 2:]
+    torch.testing.assert_close(model(x, start), expected)
+    torch.testing.assert_close(model(x, start + 24), model(x, start))  # one whole period later
+    assert not torch.allclose(model(x, start + 1), model(x, start))
+
+
+def test_a_cycle_needs_the_windows_rows():
+    with pytest.raises(ValueError, match="first row"):
+        net(cycle_length=24)(torch.randn(B, L, 4))
+    with pytest.raises(ConfigError, match="model.cycle_length=0"):
+        net(cycle_length=0)
+
+
 def test_unknown_instance_norm_is_a_config_error():
     with pytest.raises(ConfigError, match="model.instance_norm=mean"):
         net(instance_norm="mean")
@@ -164,12 +193,12 @@ def test_lstm_beats_repeat_last_on_sines():
     dm.setup()
     model = LSTMForecaster(**dm.model_kwargs(), hidden_dim=32, segment_length=12, channel_independent=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _, (x, y) in zip(range(150), itertools.cycle(dm.train_dataloader())):
+    for _, (x, y, _) in zip(range(150), itertools.cycle(dm.train_dataloader())):
         loss = torch.nn.functional.mse_loss(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    x, y = next(iter(dm.test_dataloader()))
+    x, y, _ = next(iter(dm.test_dataloader()))
     with torch.no_grad():
         learned = torch.nn.functional.mse_loss(model(x), y).item()
     naive = torch.nn.functional.mse_loss(repeat_last(x, 24, dm.target_index), y).item()

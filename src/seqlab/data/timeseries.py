@@ -17,7 +17,7 @@ from seqlab.errors import ConfigError
 
 
 class ForecastDataModule(L.LightningDataModule):
-    """Windows (x [lookback, n_inputs], y [horizon, n_outputs]) from one CSV file.
+    """Windows (x [lookback, n_inputs], y [horizon, n_outputs], x's first row) from one CSV file.
 
     features: M every numeric column in and out (`target` unused), S the target(s) in and out,
     MS every column in and the target(s) out, or a list of input columns. The targets are the
@@ -97,7 +97,7 @@ class ForecastDataModule(L.LightningDataModule):
         scaled = self.scaler.transform(table.values)
         for name, (start, stop) in self.borders.items():
             self.datasets[name] = WindowDataset(
-                scaled[start:stop], self.target_index, self.lookback, self.horizon, self.stride
+                scaled[start:stop], self.target_index, self.lookback, self.horizon, self.stride, first_row=start
             )
 
     def model_kwargs(self) -> dict:

@@ -108,12 +108,17 @@ class Standardizer:
 
 
 class WindowDataset(Dataset):
-    """Sliding windows over one split: x = `lookback` rows of inputs, y = the next `horizon` target rows."""
+    """Sliding windows over one split: x = `lookback` rows of inputs, y = the next `horizon` target rows,
+    and the row of the whole file where x starts (`first_row` is the split's), which places the window
+    in the daily or weekly cycle."""
 
-    def __init__(self, values: np.ndarray, target_index: list[int], lookback: int, horizon: int, stride: int = 1):
+    def __init__(
+        self, values: np.ndarray, target_index: list[int], lookback: int, horizon: int, stride: int = 1,
+        first_row: int = 0,
+    ):
         self.values = torch.as_tensor(values, dtype=torch.float32)
         self.target_index = list(target_index)
-        self.lookback, self.horizon, self.stride = lookback, horizon, stride
+        self.lookback, self.horizon, self.stride, self.first_row = lookback, horizon, stride, first_row
 
     def __len__(self) -> int:
         return max(0, (len(self.values) - self.lookback - self.horizon) // self.stride + 1)
@@ -124,8 +129,8 @@ class WindowDataset(Dataset):
             raise IndexError(f"window {index} out of range [0, {len(self)})")
         return index * self.stride
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.start(index)
         x = self.values[s : s + self.lookback]
         y = self.values[s + self.lookback : s + self.lookback + self.horizon, self.target_index]
-        return x, y
+        return x, y, torch.tensor(self.first_row + s)

@@ -45,9 +45,9 @@ def forecast_windows(model, datamodule, split: str, indices: list[int]) -> list[
     if bad:
         raise ConfigError(f"windows {bad} do not exist: the {split} split has {len(dataset)} windows (0..{len(dataset) - 1})")
     indices = [i % len(dataset) for i in indices]
-    x, y = (torch.stack(parts) for parts in zip(*(dataset[i] for i in indices)))
+    x, y, start = (torch.stack(parts) for parts in zip(*(dataset[i] for i in indices)))
     model.eval()
-    output = model(x.to(model.device))
+    output = model(x.to(model.device), start.to(model.device))
     point = model.point(output).cpu()
     bounds = model.interval(output)
     unscale = datamodule.inverse_transform

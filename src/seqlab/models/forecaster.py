@@ -43,6 +43,7 @@ class Forecaster(L.LightningModule):
         quantiles: list[float] = (0.1, 0.5, 0.9),
         interval: float = 0.8,
         cell: str = "lstm",
+        cycle_length: int | None = None,
         loss: str = "mse",
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
@@ -59,7 +60,7 @@ class Forecaster(L.LightningModule):
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.net = LSTMForecaster(
             n_inputs, n_outputs, lookback, horizon, hidden_dim, num_layers, dropout, instance_norm,
-            channel_independent, segment_length, decoder, head, quantiles, cell,
+            channel_independent, segment_length, decoder, head, quantiles, cell, cycle_length,
         )
         # Targets are the last n_outputs input columns (the datamodules' convention).
         self.target_index = list(range(n_inputs - n_outputs, n_inputs))
@@ -76,8 +77,8 @@ class Forecaster(L.LightningModule):
         self.test_coverage = MeanMetric()
         self.register_buffer("train_windows", torch.zeros((), dtype=torch.long), persistent=False)
 
-    def forward(self, x: torch.Tensor):
-        return self.net(x)
+    def forward(self, x: torch.Tensor, start: torch.Tensor | None = None):
+        return self.net(x, start)
 
     # --- what the head's output means -------------------------------------------------------------
     def point(self, output) -> torch.Tensor:
@@ -111,15 +112,15 @@ class Forecaster(L.LightningModule):
 
     # --- steps ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.loss(self.net(x), y)
+        x, y, start = batch
+        loss = self.loss(self.net(x, start), y)
         self.train_windows += x.shape[0]
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        output = self.net(x)
+        x, y, start = batch
+        output = self.net(x, start)
         self.log("val/loss", self.loss(output, y), on_epoch=True, batch_size=x.shape[0])
         self.val_errors.update(self.point(output), y)
 
@@ -128,8 +129,8 @@ class Forecaster(L.LightningModule):
         self.val_errors.reset()
 
     def test_step(self, batch, batch_idx):
-        x, y = batch
-        output = self.net(x)
+        x, y, start = batch
+        output = self.net(x, start)
         prediction = self.point(output)
         horizon = self.hparams.horizon
         self.test_errors["model"].update(prediction, y)

@@ -5,6 +5,12 @@ segment-wise steps, RevIN, and parallel multi-step decoding, where every output 
 decoded in ONE batched RNN step from the final state plus a learned position (and channel)
 embedding. The other options are there to measure what each of those ideas buys.
 
+`cycle_length` adds CycleNet's residual cycle forecasting (Lin et al., NeurIPS 2024): a learned
+periodic profile (one value per phase and channel, e.g. 24 for the daily cycle of hourly data) is
+taken out of the window before the net sees it and put back into the forecast at the phases it
+covers. The net then forecasts only what the cycle does not explain. Each window's phase comes from
+its first row in the file, which the data modules pass with every window.
+
 Shapes: B batch, L lookback, H horizon, C channels, d hidden size, W steps per RNN step
 (the segment length, 1 without segments), S streams: the sequences the RNN runs over, one per
 window (B), or one per variable of each window when channel-independent (B*C).
@@ -50,9 +56,13 @@ class LSTMForecaster(nn.Module):
         head: str = "point",
         quantiles=(0.1, 0.5, 0.9),
         cell: str = "lstm",
+        cycle_length: int | None = None,
     ):
         super().__init__()
         _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_length, decoder, cell)
+        if cycle_length is not None and (not isinstance(cycle_length, int) or cycle_length < 1):
+            raise ConfigError(f"model.cycle_length={cycle_length} must be a positive number of rows (24 for a daily "
+                              "cycle of hourly data) or null.")
         self.n_inputs, self.n_outputs, self.lookback, self.horizon = n_inputs, n_outputs, lookback, horizon
         self.channel_independent, self.decoder = channel_independent, decoder
         self.stream_in = 1 if channel_independent else n_inputs
@@ -64,6 +74,8 @@ class LSTMForecaster(nn.Module):
         out_per_step = self.step * self.stream_out * self.head.n_params
 
         self.norm = make_instance_norm(instance_norm, n_inputs)
+        # Starts at zero: without training the cycle changes nothing.
+        self.cycle = nn.Parameter(torch.zeros(cycle_length, n_inputs)) if cycle_length else None
         rnn = CELLS[cell]
         rnn_dropout = dropout if num_layers > 1 else 0.0
         # Segments are embedded into one RNN step each (SegRNN); single steps go in raw.
@@ -89,8 +101,13 @@ class LSTMForecaster(nn.Module):
         else:
             self.project = nn.Linear(hidden_dim, self.out_steps * out_per_step)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, start: torch.Tensor | None = None):
+        """`start` [B]: each window's first row in its file; needed only with a cycle."""
         batch = x.shape[0]
+        if self.cycle is not None:
+            if start is None:
+                raise ValueError("a forecaster with a cycle needs each window's first row (start)")
+            x = x - self._cycle_at(start, 0, self.lookback)
         stats = None
         if self.norm is not None:
             x, stats = self.norm.normalize(x)
@@ -111,7 +128,14 @@ class LSTMForecaster(nn.Module):
         scale, shift = 1.0, 0.0
         if stats is not None:
             scale, shift = self.norm.inverse_affine(stats, slice(self.n_inputs - self.n_outputs, None))
+        if self.cycle is not None:
+            shift = shift + self._cycle_at(start, self.lookback, self.horizon)[..., self.n_inputs - self.n_outputs :]
         return self.head(raw, scale, shift)
+
+    def _cycle_at(self, start: torch.Tensor, offset: int, length: int) -> torch.Tensor:
+        """The cycle over rows start+offset ... start+offset+length-1 of each window: [B, length, C]."""
+        rows = start.reshape(-1, 1) + offset + torch.arange(length, device=start.device)
+        return self.cycle[rows % self.cycle.shape[0]]
 
     def _to_streams(self, x):
         if not self.channel_independent:
