@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.test_scripts import run_script
@@ -17,7 +18,9 @@ SMALL = ["model=lstm_forecaster", "data=sine", "model.hidden_dim=48", "model.seg
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("forecast")
-    run_script("train.py", *SMALL, "model.head=quantile", f"hydra.run.dir={work / 'run'}", cwd=work)
+    # With a learned cycle, so that each window's first row travels from the data to the net.
+    run_script("train.py", *SMALL, "model.head=quantile", "model.cycle_length=24", f"hydra.run.dir={work / 'run'}",
+               cwd=work)
     return work
 
 
@@ -29,6 +32,11 @@ def test_the_forecaster_beats_the_baselines_on_the_same_windows(trained):
     # The 0.1-0.9 quantiles make an 80 % interval; on held-out windows it should roughly hold.
     assert metrics["test/nominal_coverage"] == pytest.approx(0.8)
     assert 0.5 < metrics["test/coverage"] <= 1.0
+
+
+def test_the_cycle_is_learned(trained):
+    state = torch.load(trained / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert state["net.cycle"].shape == (24, 3) and state["net.cycle"].abs().max() > 0
 
 
 def test_training_logs_forecast_plots_to_tensorboard(trained):
