@@ -118,7 +118,8 @@ class ForecastDataModule(L.LightningDataModule):
 
     def window_times(self, split: str, index: int) -> tuple[pd.Index, pd.Index]:
         """Timestamps of window `index` of `split`: (history [lookback], future [horizon])."""
-        first = self.borders[split][0] + self.datasets[split].start(index)
+        dataset = self.datasets[split]
+        first = dataset.first_row + dataset.start(index)
         times = self.table.times
         return times[first : first + self.lookback], times[first + self.lookback : first + self.lookback + self.horizon]
 

@@ -64,8 +64,6 @@ class Forecaster(L.LightningModule):
         )
         # Targets are the last n_outputs input columns (the datamodules' convention).
         self.target_index = list(range(n_inputs - n_outputs, n_inputs))
-        if season is not None and not 1 <= season <= lookback:
-            raise ConfigError(f"data.season={season} must be between 1 and data.lookback={lookback}")
 
         def errors() -> MetricCollection:
             return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
@@ -86,8 +84,7 @@ class Forecaster(L.LightningModule):
         if self.hparams.head == "gaussian":
             return output[0]
         if self.hparams.head == "quantile":
-            levels = torch.tensor(self.hparams.quantiles)
-            return output[..., int((levels - 0.5).abs().argmin())]
+            return output[..., self.net.head.median]
         return output
 
     def interval(self, output) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -169,12 +166,7 @@ class Forecaster(L.LightningModule):
     def _unscale(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Back to the file's units with the scaler of the data being evaluated (it may not be the training data)."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "target_scaler"):
-            return lambda t: t
-        scaler = datamodule.target_scaler
-        mean = torch.as_tensor(scaler.mean, dtype=torch.float32, device=self.device)
-        std = torch.as_tensor(scaler.std, dtype=torch.float32, device=self.device)
-        return lambda t: t * std + mean
+        return getattr(datamodule, "inverse_transform", lambda t: t)
 
     def configure_optimizers(self):
         return optimizers_for(self, self.make_optimizer, self.make_scheduler, self.hparams.monitor)
