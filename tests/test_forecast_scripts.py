@@ -76,6 +76,23 @@ def test_a_csv_trained_forecaster_forecasts_another_file_through_data_path(tmp_p
     assert table.low.isna().all()  # a point forecaster has no interval
 
 
+def test_weight_averaging_validates_saves_and_tests_the_averaged_weights(tmp_path):
+    run_script(
+        "train.py", *SMALL[:-1], "trainer.max_epochs=3", "callbacks=ema", "callbacks.weight_averaging.decay=0.9",
+        "logger=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+    )
+    (best,) = (tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt")
+    saved = torch.load(best, weights_only=False)
+    averaged, current = saved["state_dict"], saved["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged if k.startswith("net."))
+    # eval.py loads the checkpoint's state_dict alone: the same test figures mean the training run
+    # tested the averaged weights, not the last step's.
+    run_script("eval.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    trained_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["test/mse"] == pytest.approx(trained_metrics["test/mse"], rel=1e-5)
+
+
 def test_a_checkpoint_that_does_not_fit_the_data_is_refused(trained, tmp_path):
     ckpt = trained / "run" / "checkpoints" / "last.ckpt"
     done = run_script(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.runs import build, build_all, log, print_config, reported_errors, seed, write_json
@@ -52,6 +52,10 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
+    # With weight averaging (callbacks=ema) the checkpoints' state_dict holds the averaged weights, the
+    # ones validated during fit. Left in place, the callback would load the raw weights back
+    # (current_model_state) for the validation and test below: its job ends with fit.
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
 
     # Val and test both describe the best checkpoint when there is one (not in fast_dev_run, say).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
