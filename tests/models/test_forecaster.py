@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from seqlab.data.timeseries import SineDataModule
+from seqlab.errors import ConfigError
 from seqlab.models.forecaster import Forecaster
 
 
@@ -32,3 +33,23 @@ def test_reported_errors_match_an_independent_computation(head):
     assert reported["test/unscaled_mse"] == pytest.approx(((unscale(forecast) - unscale(y)) ** 2).mean(), rel=1e-4)
     assert reported["test/repeat_last_mse"] == pytest.approx(((last - y) ** 2).mean(), rel=1e-4)
     assert reported["test/unscaled_mse"] != pytest.approx(reported["test/mse"], rel=1e-2)  # the scales differ
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
+def test_point_losses_match_their_definitions(loss):
+    model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, loss=loss, huber_delta=0.5)
+    output, y = torch.tensor([[0.0, 0.2, -1.0, 3.0]]), torch.tensor([[0.1, 0.0, 0.0, 0.0]])
+    error = (output - y).abs()
+    expected = {
+        "mse": error.square().mean(),
+        "mae": error.mean(),
+        "huber": torch.where(error < 0.5, 0.5 * error.square(), 0.5 * (error - 0.25)).mean(),
+    }[loss]
+    assert model.loss(output, y).item() == pytest.approx(expected.item())
+
+
+def test_a_loss_outside_the_list_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.loss='rmse'"):
+        Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, loss="rmse")
+    with pytest.raises(ConfigError, match="huber_delta"):
+        Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, loss="huber", huber_delta=0.0)

@@ -21,7 +21,7 @@ from seqlab.models.forecast_plots import ForecastPlots
 from seqlab.models.optimizers import optimizers_for
 from seqlab.nn.lstm_forecaster import LSTMForecaster
 
-LOSSES = ("mse", "mae")
+LOSSES = ("mse", "mae", "huber")
 
 
 class Forecaster(L.LightningModule):
@@ -45,6 +45,7 @@ class Forecaster(L.LightningModule):
         cell: str = "lstm",
         cycle_length: int | None = None,
         loss: str = "mse",
+        huber_delta: float = 1.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/mse",
@@ -53,6 +54,8 @@ class Forecaster(L.LightningModule):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)} (a probabilistic head sets its own)")
+        if huber_delta <= 0:
+            raise ConfigError(f"model.huber_delta={huber_delta} must be positive, e.g. 1.0")
         if not 0 < interval < 1:
             raise ConfigError(f"model.interval={interval} must be a probability in (0, 1), e.g. 0.8")
         quantiles = [float(q) for q in quantiles]
@@ -105,6 +108,8 @@ class Forecaster(L.LightningModule):
             levels = torch.tensor(self.hparams.quantiles, device=y.device)
             error = y.unsqueeze(-1) - output
             return torch.maximum(levels * error, (levels - 1) * error).mean()  # pinball loss
+        if self.hparams.loss == "huber":  # squared below huber_delta, absolute above
+            return F.huber_loss(output, y, delta=self.hparams.huber_delta)
         return F.mse_loss(output, y) if self.hparams.loss == "mse" else F.l1_loss(output, y)
 
     # --- steps ------------------------------------------------------------------------------------
