@@ -53,3 +53,23 @@ def test_a_loss_outside_the_list_is_a_config_error():
         Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, loss="rmse")
     with pytest.raises(ConfigError, match="huber_delta"):
         Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, loss="huber", huber_delta=0.0)
+
+
+def test_input_noise_jitters_the_training_inputs_and_nothing_else():
+    torch.manual_seed(0)
+    model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, input_noise=0.5, plot_windows=0)
+    seen = []
+
+    def record(x, start=None):
+        seen.append(x.clone())
+        return torch.zeros(x.shape[0], 4, 1)
+
+    model.net.forward = record
+    x, y, start = torch.zeros(256, 8, 1), torch.zeros(256, 4, 1), torch.zeros(256, dtype=torch.long)
+    model.training_step((x, y, start), 0)
+    model.validation_step((x, y, start), 0)
+    trained_on, validated_on = seen
+    assert trained_on.std().item() == pytest.approx(0.5, rel=0.1)
+    assert torch.equal(validated_on, x)
+    with pytest.raises(ConfigError, match="model.input_noise=-0.1"):
+        Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, input_noise=-0.1)

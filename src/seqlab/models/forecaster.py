@@ -46,6 +46,7 @@ class Forecaster(L.LightningModule):
         cycle_length: int | None = None,
         loss: str = "mse",
         huber_delta: float = 1.0,
+        input_noise: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/mse",
@@ -56,6 +57,8 @@ class Forecaster(L.LightningModule):
             raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)} (a probabilistic head sets its own)")
         if huber_delta <= 0:
             raise ConfigError(f"model.huber_delta={huber_delta} must be positive, e.g. 1.0")
+        if input_noise < 0:
+            raise ConfigError(f"model.input_noise={input_noise} must be a standard deviation >= 0 (scaled units), e.g. 0.1")
         if not 0 < interval < 1:
             raise ConfigError(f"model.interval={interval} must be a probability in (0, 1), e.g. 0.8")
         quantiles = [float(q) for q in quantiles]
@@ -115,6 +118,9 @@ class Forecaster(L.LightningModule):
     # --- steps ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         x, y, start = batch
+        if self.hparams.input_noise:
+            # Jitter: the net learns not to trust any single input value, its last-value anchor included.
+            x = x + self.hparams.input_noise * torch.randn_like(x)
         loss = self.loss(self.net(x, start), y)
         self.train_windows += x.shape[0]
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
