@@ -93,6 +93,24 @@ def test_weight_averaging_validates_saves_and_tests_the_averaged_weights(tmp_pat
     assert evaluated["test/mse"] == pytest.approx(trained_metrics["test/mse"], rel=1e-5)
 
 
+def test_a_run_resumed_with_weight_averaging_ends_where_the_uninterrupted_run_ends(tmp_path):
+    # One batch per epoch and no dropout, so the shuffle cannot matter: resumed after its second
+    # epoch, the run must end with the same raw weights and the same average as the run that went on.
+    common = [
+        *SMALL[:-1], "trainer.max_epochs=3", "callbacks=ema", "callbacks.weight_averaging.decay=0.9",
+        "callbacks.model_checkpoint.save_top_k=-1", "data.batch_size=4096", "logger=none",
+    ]
+    run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'full'}", cwd=tmp_path)
+    halfway = tmp_path / "full" / "checkpoints" / "epoch_001.ckpt"
+    run_script("train.py", *common, f"ckpt_path={halfway}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    full, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)
+                     for run in ("full", "resumed"))
+    assert resumed["epoch"] == full["epoch"] == 2
+    for weights in ("state_dict", "current_model_state"):  # the average, and the weights being trained
+        for name, value in full[weights].items():
+            torch.testing.assert_close(resumed[weights][name], value, rtol=1e-4, atol=1e-6)
+
+
 def test_a_checkpoint_that_does_not_fit_the_data_is_refused(trained, tmp_path):
     ckpt = trained / "run" / "checkpoints" / "last.ckpt"
     done = run_script(
