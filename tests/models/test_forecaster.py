@@ -73,3 +73,32 @@ def test_input_noise_jitters_the_training_inputs_and_nothing_else():
     assert torch.equal(validated_on, x)
     with pytest.raises(ConfigError, match="model.input_noise=-0.1"):
         Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, input_noise=-0.1)
+
+
+def test_scale_noise_stretches_each_window_and_its_target_alike_and_only_in_training():
+    torch.manual_seed(0)
+    model = Forecaster(n_inputs=2, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, scale_noise=0.5, plot_windows=0)
+    seen = []
+
+    def record(x, start=None):
+        seen.append(x.clone())
+        return torch.zeros(x.shape[0], 4, 1)
+
+    def record_target(output, y):
+        seen.append(y.clone())
+        return output.sum()
+
+    model.net.forward, model.loss = record, record_target
+    x, y, start = torch.randn(256, 8, 2), torch.randn(256, 4, 1), torch.zeros(256, dtype=torch.long)
+    model.training_step((x, y, start), 0)
+    model.validation_step((x, y, start), 0)
+    x_trained, y_trained, x_validated, y_validated = seen
+    anchor = x[:, -1:, :]
+    factor = (x_trained - anchor)[:, :1] / (x - anchor)[:, :1]  # from the first step, per window and variable
+    # One factor per window and variable, the same over the window and over its target (the last input).
+    torch.testing.assert_close(x_trained, anchor + factor * (x - anchor))
+    torch.testing.assert_close(y_trained, anchor[..., 1:] + factor[..., 1:] * (y - anchor[..., 1:]))
+    assert (factor - 1).std().item() == pytest.approx(0.5, rel=0.15)
+    assert torch.equal(x_validated, x) and torch.equal(y_validated, y)
+    with pytest.raises(ConfigError, match="model.scale_noise=-0.1"):
+        Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, scale_noise=-0.1)

@@ -47,6 +47,7 @@ class Forecaster(L.LightningModule):
         loss: str = "mse",
         huber_delta: float = 1.0,
         input_noise: float = 0.0,
+        scale_noise: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/mse",
@@ -59,6 +60,8 @@ class Forecaster(L.LightningModule):
             raise ConfigError(f"model.huber_delta={huber_delta} must be positive, e.g. 1.0")
         if input_noise < 0:
             raise ConfigError(f"model.input_noise={input_noise} must be a standard deviation >= 0 (scaled units), e.g. 0.1")
+        if scale_noise < 0:
+            raise ConfigError(f"model.scale_noise={scale_noise} must be a standard deviation >= 0, e.g. 0.1")
         if not 0 < interval < 1:
             raise ConfigError(f"model.interval={interval} must be a probability in (0, 1), e.g. 0.8")
         quantiles = [float(q) for q in quantiles]
@@ -121,10 +124,21 @@ class Forecaster(L.LightningModule):
         if self.hparams.input_noise:
             # Jitter: the net learns not to trust any single input value, its last-value anchor included.
             x = x + self.hparams.input_noise * torch.randn_like(x)
+        if self.hparams.scale_noise:
+            x, y = self._stretch(x, y)
         loss = self.loss(self.net(x, start), y)
         self.train_windows += x.shape[0]
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         return loss
+
+    def _stretch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale augmentation: each window and its target, one variable at a time, stretched about the
+        window's last value by a random factor 1 + N(0, scale_noise^2). The net sees swings of sizes the
+        training months did not hold, and the pair stays a consistent series."""
+        anchor = x[:, -1:, :]
+        factor = 1 + self.hparams.scale_noise * torch.randn_like(anchor)
+        targets = self.target_index
+        return anchor + factor * (x - anchor), anchor[..., targets] + factor[..., targets] * (y - anchor[..., targets])
 
     def validation_step(self, batch, batch_idx):
         x, y, start = batch
