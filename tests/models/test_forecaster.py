@@ -55,22 +55,32 @@ def test_a_loss_outside_the_list_is_a_config_error():
         Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, loss="huber", huber_delta=0.0)
 
 
+def what_the_net_sees(model: Forecaster, x: torch.Tensor, y: torch.Tensor):
+    """The inputs and targets that one training step and one validation step hand on: (x, y) of each."""
+    seen = []
+
+    def record(inputs, start=None):
+        seen.append(inputs.clone())
+        return torch.zeros(*y.shape)
+
+    def record_target(output, target):
+        seen.append(target.clone())
+        return output.sum()
+
+    model.net.forward, model.loss = record, record_target
+    start = torch.zeros(x.shape[0], dtype=torch.long)
+    model.training_step((x, y, start), 0)
+    model.validation_step((x, y, start), 0)
+    return seen[:2], seen[2:]
+
+
 def test_input_noise_jitters_the_training_inputs_and_nothing_else():
     torch.manual_seed(0)
     model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, input_noise=0.5, plot_windows=0)
-    seen = []
-
-    def record(x, start=None):
-        seen.append(x.clone())
-        return torch.zeros(x.shape[0], 4, 1)
-
-    model.net.forward = record
-    x, y, start = torch.zeros(256, 8, 1), torch.zeros(256, 4, 1), torch.zeros(256, dtype=torch.long)
-    model.training_step((x, y, start), 0)
-    model.validation_step((x, y, start), 0)
-    trained_on, validated_on = seen
-    assert trained_on.std().item() == pytest.approx(0.5, rel=0.1)
-    assert torch.equal(validated_on, x)
+    x, y = torch.zeros(256, 8, 1), torch.zeros(256, 4, 1)
+    (x_trained, y_trained), (x_validated, _) = what_the_net_sees(model, x, y)
+    assert x_trained.std().item() == pytest.approx(0.5, rel=0.1)
+    assert torch.equal(y_trained, y) and torch.equal(x_validated, x)
     with pytest.raises(ConfigError, match="model.input_noise=-0.1"):
         Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, input_noise=-0.1)
 
@@ -78,21 +88,8 @@ def test_input_noise_jitters_the_training_inputs_and_nothing_else():
 def test_scale_noise_stretches_each_window_and_its_target_alike_and_only_in_training():
     torch.manual_seed(0)
     model = Forecaster(n_inputs=2, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, scale_noise=0.5, plot_windows=0)
-    seen = []
-
-    def record(x, start=None):
-        seen.append(x.clone())
-        return torch.zeros(x.shape[0], 4, 1)
-
-    def record_target(output, y):
-        seen.append(y.clone())
-        return output.sum()
-
-    model.net.forward, model.loss = record, record_target
-    x, y, start = torch.randn(256, 8, 2), torch.randn(256, 4, 1), torch.zeros(256, dtype=torch.long)
-    model.training_step((x, y, start), 0)
-    model.validation_step((x, y, start), 0)
-    x_trained, y_trained, x_validated, y_validated = seen
+    x, y = torch.randn(256, 8, 2), torch.randn(256, 4, 1)
+    (x_trained, y_trained), (x_validated, y_validated) = what_the_net_sees(model, x, y)
     anchor = x[:, -1:, :]
     factor = (x_trained - anchor)[:, :1] / (x - anchor)[:, :1]  # from the first step, per window and variable
     # One factor per window and variable, the same over the window and over its target (the last input).
