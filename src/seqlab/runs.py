@@ -74,11 +74,11 @@ def user_error(exc: BaseException) -> SeqlabError | None:
 
 
 @contextmanager
-def reported_errors(output_dir: Path | None) -> Iterator[None]:
+def reported_errors(output_dir: Path | None, keep: bool = False) -> Iterator[None]:
     """Turn a user's mistake into one line on stderr and exit status 2, leaving no half-made run folder.
 
-    The run folder is removed unless a checkpoint was already written into it: that is work to keep.
-    `output_dir=None`: the command has no run folder of its own.
+    The run folder is removed unless a checkpoint was already written into it (work to keep) or `keep` is
+    set (a sweep trial, whose folder records why it failed). `output_dir=None`: no run folder of its own.
     """
     try:
         yield
@@ -86,7 +86,7 @@ def reported_errors(output_dir: Path | None) -> Iterator[None]:
         error = user_error(exc)
         if error is None:
             raise
-        if output_dir is not None and output_dir.is_dir() and not any(output_dir.rglob("*.ckpt")):
+        if output_dir is not None and not keep and output_dir.is_dir() and not any(output_dir.rglob("*.ckpt")):
             logging.shutdown()
             shutil.rmtree(output_dir, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
@@ -96,3 +96,21 @@ def reported_errors(output_dir: Path | None) -> Iterator[None]:
 def seed(cfg: DictConfig) -> None:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+
+def sweep_name() -> str | None:
+    """The folder name of the Hydra multirun (`-m`) this job belongs to, else None: the runs of a sweep share it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None  # a single run, or a config composed outside @hydra.main (a sweep driver's trial)
+    return Path(HydraConfig.get().sweep.dir).name
+
+
+# Resolvers the configs use (`${sweep_name:}`, `${wandb_mode:}`): registered here because every entry imports this
+# module before Hydra composes its config.
+from seqlab.reporting import wandb_mode  # noqa: E402  (reporting imports nothing from here)
+
+OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
+OmegaConf.register_new_resolver("wandb_mode", wandb_mode, replace=True)

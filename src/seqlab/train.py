@@ -10,7 +10,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
+from seqlab.errors import SeqlabError
+from seqlab.reporting import report_run
 from seqlab.runs import build, build_all, log, print_config, reported_errors, seed, write_json
+from seqlab.sweep.trial import is_pruned, pruning_callbacks
 
 
 class SaveRunConfig(L.Callback):
@@ -23,10 +26,27 @@ class SaveRunConfig(L.Callback):
         checkpoint["seqlab_config"] = self.config
 
 
+class DivergenceError(SeqlabError):
+    """The training loss stopped being a number: nothing after this step can be trusted."""
+
+
+class StopOnDivergence(L.Callback):
+    """Stop at the first non-finite training loss, instead of training on NaNs until the epoch ends."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not bool(loss.detach().isfinite()):
+            kept = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            raise DivergenceError(
+                f"train/loss is {float(loss)} at step {trainer.global_step}: lower model.optimizer.lr or clip gradients "
+                f"(trainer.gradient_clip_val); {'the best checkpoint so far is ' + kept if kept else 'no checkpoint was written'}"
+            )
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train, test the best checkpoint, and return the metric a sweeper minimises (`model.monitor`)."""
     output_dir = Path(cfg.paths.output_dir)
-    with reported_errors(output_dir):
+    with reported_errors(output_dir, keep=bool(cfg.get("trial"))):  # a sweep keeps a failed trial's folder
         return _run(cfg, output_dir)
 
 
@@ -41,7 +61,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     model = build(cfg.model, **datamodule.model_kwargs())
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = build_all(cfg.get("callbacks")) + [SaveRunConfig(resolved)]
+    pruning = pruning_callbacks(cfg.get("trial"))
+    callbacks = build_all(cfg.get("callbacks")) + [SaveRunConfig(resolved), StopOnDivergence(), *pruning]
     loggers = build_all(cfg.get("logger"))
     if not loggers:  # nothing to report learning rates to, and Lightning refuses the monitor then
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -50,12 +71,24 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     fit_started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except Exception as exc:
+        if not (cfg.get("trial") and is_pruned(exc)):
+            raise
+        # The study's pruner stopped this trial: record where, and skip the test of a run nobody will pick.
+        pruned = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        write_json(output_dir / "metrics.json", {
+            **pruned, "status": "pruned", "epochs": trainer.current_epoch,
+            "fit_seconds": round(time.perf_counter() - fit_started, 3), "wall_seconds": round(time.perf_counter() - started, 3),
+        })
+        log.info("pruned at epoch %d: %s", trainer.current_epoch, exc)
+        return None
     fit_seconds = time.perf_counter() - fit_started
     # With weight averaging (callbacks=ema) the checkpoints' state_dict holds the averaged weights, the
     # ones validated during fit. Left in place, the callback would load the raw weights back
-    # (current_model_state) for the validation and test below: its job ends with fit.
-    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
+    # (current_model_state) for the validation and test below: its job ends with fit. So does pruning's.
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging) and c not in pruning]
 
     # Val and test both describe the best checkpoint when there is one (not in fast_dev_run, say).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -69,6 +102,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
 
     summary = {
         **{k: float(v) for k, v in metrics.items()},
+        "status": "completed",
         "best_checkpoint": best or None,
         "epochs": trainer.current_epoch,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -81,6 +115,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
             summary[f"train_{unit}_per_second"] = round(int(counted) / fit_seconds, 1)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", summary)
+        report_run(trainer, cfg, summary)  # HParams view, W&B summary; closes the W&B run
         log.info("metrics.json: %s", output_dir / "metrics.json")
     monitored = metrics.get(cfg.model.get("monitor"))
     return float(monitored) if monitored is not None else None
