@@ -10,8 +10,17 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from seqlab.compare import (
-    collect_runs, differing_keys, failures, group_rows, numeric_table, positional_runs, rank_rows, ranking_metric,
-    shown_metrics, text_table, validation_curve,
+    collect_runs,
+    differing_keys,
+    failures,
+    group_rows,
+    numeric_table,
+    positional_runs,
+    rank_rows,
+    ranking_metric,
+    shown_metrics,
+    text_table,
+    validation_curve,
 )
 from seqlab.errors import ConfigError
 from tests.conftest import REPO

@@ -304,10 +304,10 @@ def _mean_and_spread(mean: float, std: float) -> str:
 
 
 def _number(x: float) -> str:
-    """Four decimals for errors, fewer for seconds and counts: no scientific notation in a report."""
+    """Four decimals for errors, fewer for perplexities, seconds and counts: no scientific notation in a report."""
     if float(x).is_integer():  # epochs, counts, a spread of exactly 0
         return f"{x:.0f}"
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 10 else f"{x:.4f}"
+    return f"{x:.1f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 10 else f"{x:.4f}"
 
 
 def setting_text(value: Any) -> str:
@@ -318,6 +318,8 @@ def setting_text(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"  # a sampled 0.0005202683972874291 reads as 0.0005203; compare.csv keeps every digit
     return str(value)
 
 
@@ -367,12 +369,14 @@ def validation_curve(run: Run, metric: str) -> pd.Series | None:
 
 
 def curves_figure(rows: list[Row], metric: str, max_curves: int) -> Figure | None:
-    """The best runs' validation curves, one colour per row (its seeds alike), at most `max_curves` curves."""
+    """The best runs' validation curves, one colour per row (its seeds alike), at most `max_curves` curves.
+
+    Failed runs are left out: an interrupted trial's stub would sit beside its own retry under the same label."""
     fig = Figure(figsize=(10, 5))
     ax = fig.add_subplot()
     names = short_names(list(rows[0].settings)) if rows else {}
     drawn = 0
-    for index, row in enumerate(rows):
+    for index, row in enumerate(row for row in rows if row.status in ("completed", "pruned")):
         style = {"color": f"C{index % 10}", "linestyle": "-" if index < 10 else "--"}
         label = row_label(row, names)
         for run in row.runs:

@@ -35,10 +35,26 @@ def report_run(trainer, cfg: DictConfig, summary: dict[str, Any]) -> None:
 
 
 def run_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config's setting leaves, flattened to the names a Hydra override uses (`model.hidden_dim`)."""
+    """The resolved config's setting leaves, flattened to the names a Hydra override uses (`model.hidden_dim`).
+
+    When the command line set some (a sweep's trial, a multirun's job), those and the seed only: TensorBoard shows
+    the first five hparams of a sweep by name, and they should be the ones that vary, not `data.allow_...`.
+    """
     resolved = OmegaConf.to_container(cfg, resolve=True)
     settings = {key: resolved[key] for key in SETTING_SECTIONS if key in resolved}
-    return {name: _hparam_value(value) for name, value in _flatten(settings)}
+    flat = {name: _hparam_value(value) for name, value in _flatten(settings)}
+    named = {name for name in _overridden_keys() if name in flat} | ({"seed"} & flat.keys())
+    return {name: value for name, value in flat.items() if name in named} if named - {"seed"} else flat
+
+
+def _overridden_keys() -> set[str]:
+    """The config keys this run's command line set (`model.hidden_dim=256`, `+trainer.limit_train_batches=9`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    keys = (override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task if "=" in override)
+    return set(keys)
 
 
 def best_value(trainer, monitor: str, summary: dict[str, Any]) -> float | None:

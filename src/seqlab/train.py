@@ -37,9 +37,10 @@ class StopOnDivergence(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not bool(loss.detach().isfinite()):
             kept = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            kept = f"the best checkpoint so far is {kept}" if kept else "no checkpoint was written"
             raise DivergenceError(
                 f"train/loss is {float(loss)} at step {trainer.global_step}: lower model.optimizer.lr or clip gradients "
-                f"(trainer.gradient_clip_val); {'the best checkpoint so far is ' + kept if kept else 'no checkpoint was written'}"
+                f"(trainer.gradient_clip_val); {kept}"
             )
 
 
@@ -76,13 +77,17 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     except Exception as exc:
         if not (cfg.get("trial") and is_pruned(exc)):
             raise
-        # The study's pruner stopped this trial: record where, and skip the test of a run nobody will pick.
-        pruned = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        # The study's pruner stopped this trial in a validation pass: record after how many epochs, and skip
+        # the test of a run nobody will pick.
+        epochs = trainer.current_epoch + 1
         write_json(output_dir / "metrics.json", {
-            **pruned, "status": "pruned", "epochs": trainer.current_epoch,
-            "fit_seconds": round(time.perf_counter() - fit_started, 3), "wall_seconds": round(time.perf_counter() - started, 3),
+            **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
+            "status": "pruned", "epochs": epochs,
+            "fit_seconds": round(time.perf_counter() - fit_started, 3),
+            "wall_seconds": round(time.perf_counter() - started, 3),
         })
-        log.info("pruned at epoch %d: %s", trainer.current_epoch, exc)
+        log.info("pruned after %d epoch(s): %s", epochs, exc)
+        report_run(trainer, cfg, {})  # its settings and best validation still belong in the HParams view
         return None
     fit_seconds = time.perf_counter() - fit_started
     # With weight averaging (callbacks=ema) the checkpoints' state_dict holds the averaged weights, the

@@ -5,6 +5,7 @@ against one database URL) continues it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from seqlab.sweep.space import check_space, override_value, overrides_for, sampl
 
 log = logging.getLogger("seqlab")
 POLL_SECONDS = 1.0
+NO_PRUNER = {"_target_": "optuna.pruners.NopPruner"}  # trials still report their curves, for the dashboard
 
 
 class NoTrialCompleted(SeqlabError):
@@ -42,6 +44,7 @@ class Running:
     run_dir: Path
     overrides: list[str]
     started: float
+    beat: float  # when its heartbeat was last recorded
 
 
 def run(cfg: DictConfig) -> float:
@@ -56,51 +59,63 @@ def _run(cfg: DictConfig, sweep_dir: Path) -> float:
     space = check_space(search.params, cfg)
     if not space:
         raise ConfigError("hparams_search.params is empty: name at least one config key to search")
+    workers = int(search.workers)
+    if workers < 1:
+        raise ConfigError(f"hparams_search.workers={workers} must be at least 1")
     fixed = fixed_overrides(space)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(search, sweep_dir / "search.yaml", resolve=True)
 
     url = studies.storage_url(search.storage, sweep_dir)
     storage = studies.open_storage(url)
-    study = studies.open_study(storage, search.study_name, search.direction, fixed)
-    abandoned = studies.fail_interrupted(study)
-    if abandoned:
-        log.info("%d trial(s) left running by a stopped sweep: marked failed, queued again", abandoned)
+    study = studies.open_study(storage, search.study_name, search.direction, search.metric, fixed)
+    requeued, finished = studies.settle_interrupted(study, search.metric)
+    if requeued:
+        log.info("%d trial(s) left running by a stopped sweep: marked failed, queued again", requeued)
+    for trial, ended in finished:  # they ended after their sweep did: record them as the sweep would have
+        _report(study, trial.number, Path(trial.user_attrs["run_dir"]), trial.user_attrs.get("overrides", []), ended,
+                search.metric, sweep_dir, ended.metrics.get("wall_seconds"))
     # A seeded sampler would draw the first launch's values again after a relaunch: offset its seed.
     sampler = search.sampler or OmegaConf.create({"_target_": "optuna.samplers.TPESampler", "seed": cfg.get("seed")})
     study.sampler = instantiate(sampler, **_reseeded(sampler, len(study.trials)))
-    pruner = OmegaConf.to_container(search.pruner, resolve=True) if search.pruner else {"_target_": "optuna.pruners.NopPruner"}
+    log.info("study %s in %s: %d of %d trials done or under way", search.study_name, url, studies.counted(study),
+             search.n_trials)
+
+    pruner = OmegaConf.to_container(search.pruner, resolve=True) if search.pruner else NO_PRUNER
     trial_node = {"storage": url, "study_name": search.study_name, "metric": search.metric, "pruner": pruner}
     if "group" in cfg:  # W&B groups the runs of one study together
         fixed = [*fixed, f"group={override_value(search.study_name)}"]
-    log.info("study %s in %s: %d of %d trials done or under way", search.study_name, url, studies.counted(study), search.n_trials)
+    launch = functools.partial(_launch, study, space=space, fixed=fixed, trial_node=trial_node, sweep_dir=sweep_dir,
+                               env=_worker_env(workers))
+    _drive(study, launch, search.n_trials, workers, search.metric, sweep_dir)
+    return _best(study, search.metric, sweep_dir, url)
 
-    workers = int(search.workers)
-    if workers < 1:
-        raise ConfigError(f"hparams_search.workers={workers} must be at least 1")
-    env = _worker_env(workers)
+
+def _drive(study: optuna.Study, launch, n_trials: int, workers: int, metric: str, sweep_dir: Path) -> None:
+    """Keep `workers` trials running until the study holds `n_trials`; beat each one's heartbeat meanwhile."""
     running: list[Running] = []
     exhausted = False
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's stop is an interruption, like Ctrl-C
     try:
         while True:
-            while not exhausted and len(running) < workers and studies.counted(study) < search.n_trials:
+            while not exhausted and len(running) < workers and studies.has_room(study, n_trials):
                 trial = study.ask()
-                if not studies.is_surplus(study, trial, search.n_trials):
-                    running.append(_launch(study, trial, space, fixed, trial_node, sweep_dir, env))
+                if not studies.is_surplus(study, trial, n_trials):
+                    running.append(launch(trial))
             if not running:
-                break
+                return
             time.sleep(POLL_SECONDS)
             for job in list(running):
                 if job.process.poll() is None:
-                    storage.record_heartbeat(job.trial._trial_id)
+                    if time.time() - job.beat >= studies.HEARTBEAT_SECONDS / 2:
+                        study._storage.record_heartbeat(job.trial._trial_id)
+                        job.beat = time.time()
                 else:
                     running.remove(job)
-                    exhausted |= _finish(study, job, search.metric, sweep_dir)
+                    exhausted |= _finish(study, job, metric, sweep_dir)
     except KeyboardInterrupt:
         _interrupt(study, running)
-        raise
-    return _best(study, search.metric, sweep_dir, url)
+        raise SystemExit(130) from None
 
 
 def fixed_overrides(space: dict) -> list[str]:
@@ -123,14 +138,16 @@ def fixed_overrides(space: dict) -> list[str]:
     return picks + values
 
 
-def _launch(study, trial, space, fixed, trial_node, sweep_dir, env) -> Running:
+def _launch(study, trial, *, space, fixed, trial_node, sweep_dir, env) -> Running:
     studies.claim(trial)
     sampled = overrides_for(sample(trial, space))
     trial.set_user_attr("overrides", sampled)
     run_dir = sweep_dir / "trials" / f"{trial.number:03d}"
+    trial.set_user_attr("run_dir", str(run_dir))
     overrides = [*fixed, *sampled, f"trial={override_value({**trial_node, 'number': trial.number})}"]
     log.info("trial %d started: %s", trial.number, " ".join(sampled))
-    return Running(trial, trial_process.start(overrides, run_dir, env), run_dir, sampled, time.time())
+    now = time.time()
+    return Running(trial, trial_process.start(overrides, run_dir, env), run_dir, sampled, started=now, beat=now)
 
 
 def _finish(study: optuna.Study, job: Running, metric: str, sweep_dir: Path) -> bool:
@@ -138,7 +155,6 @@ def _finish(study: optuna.Study, job: Running, metric: str, sweep_dir: Path) -> 
     ended = trial_process.outcome(job.process, job.run_dir, metric, job.started)
     if ended.error:
         job.trial.set_user_attr("error", ended.error)
-    job.trial.set_user_attr("run_dir", str(job.run_dir))
     exhausted = False
     try:
         study.tell(job.trial, ended.value, state=ended.state)
@@ -146,15 +162,21 @@ def _finish(study: optuna.Study, job: Running, metric: str, sweep_dir: Path) -> 
         if "Study.stop" not in str(exc):
             raise
         exhausted = True
-    seconds = round(time.time() - job.started, 1)
+    _report(study, job.trial.number, job.run_dir, job.overrides, ended, metric, sweep_dir,
+            round(time.time() - job.started, 1))
+    return exhausted
+
+
+def _report(study, number: int, run_dir: Path, overrides: list[str], ended, metric: str, sweep_dir: Path,
+            seconds: float | None) -> None:
+    """A finished trial's row in runs.csv and its line in the log."""
     add_row(sweep_dir, {
         **metric_columns(ended.metrics),
-        "run": os.path.relpath(job.run_dir, sweep_dir), "number": job.trial.number,
+        "run": os.path.relpath(run_dir, sweep_dir), "number": number,
         "status": {TrialState.COMPLETE: "completed", TrialState.FAIL: "failed"}.get(ended.state, "pruned"),
-        "value": ended.value, "wall_seconds": seconds, "overrides": " ".join(job.overrides), "error": ended.error,
+        "value": ended.value, "wall_seconds": seconds, "overrides": " ".join(overrides), "error": ended.error,
     })
-    log.info("trial %d %s", job.trial.number, _trial_line(study, ended, metric, seconds))
-    return exhausted
+    log.info("trial %d %s", number, _trial_line(study, ended, metric, seconds))
 
 
 def _trial_line(study, ended, metric, seconds) -> str:
@@ -169,12 +191,13 @@ def _trial_line(study, ended, metric, seconds) -> str:
         text += f"; best so far {best.value:.4g} (trial {best.number})"
     except ValueError:
         text += "; no trial complete yet"
-    return f"{text}; {seconds:.0f} s"
+    return f"{text}; {seconds:.0f} s" if seconds is not None else text
 
 
 def _best(study: optuna.Study, metric: str, sweep_dir: Path, url: str) -> float:
     states = [t.state for t in study.get_trials(deepcopy=False)]
-    log.info("study %s: %s", study.study_name, ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s)))
+    counts = ", ".join(f"{states.count(s)} {s.name.lower()}" for s in TrialState if states.count(s))
+    log.info("study %s: %s", study.study_name, counts)
     try:
         best = study.best_trial
     except ValueError:

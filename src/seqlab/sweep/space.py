@@ -45,13 +45,13 @@ def sample(trial: optuna.Trial, space: Mapping[str, dict]) -> dict:
     """The trial's value of each key, drawn through optuna's `suggest_*` (so the dashboard knows the ranges)."""
     values = {}
     for key, spec in space.items():
-        name = key.lstrip("+")
+        name, log = key.lstrip("+"), spec.get("log", False)
         if spec["type"] == "categorical":
             values[key] = trial.suggest_categorical(name, spec["choices"])
         elif spec["type"] == "int":
-            values[key] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False))
+            values[key] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=log)
         else:
-            values[key] = trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"), log=spec.get("log", False))
+            values[key] = trial.suggest_float(name, spec["low"], spec["high"], step=spec.get("step"), log=log)
     return values
 
 

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -20,6 +21,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from seqlab.errors import ConfigError
+from seqlab.runs import write_json
+from seqlab.sweep import trial_process
+from seqlab.sweep.trial_process import Outcome
 
 log = logging.getLogger("seqlab")
 # Heartbeats are "experimental" in optuna and meant for Study.optimize; this module drives them itself.
@@ -51,20 +55,23 @@ def open_storage(url: str, attempts: int = 3) -> RDBStorage:
                 heartbeat_stale_trial_callback=requeue,
             )
         except ImportError as exc:  # a database driver that is not installed (psycopg for PostgreSQL, say)
-            raise ConfigError(f"hparams_search.storage={url}: {exc}; install its driver (pip install -e '.[postgres]')") from exc
+            hint = "install its driver: pip install -e '.[postgres]'"
+            raise ConfigError(f"hparams_search.storage={url}: {exc}; {hint}") from exc
         except Exception as exc:  # sqlalchemy's errors: a wrong URL, a server that does not answer, a lost race
             if attempt + 1 == attempts:
                 raise ConfigError(f"hparams_search.storage={url}: cannot open it ({type(exc).__name__}: {exc})") from exc
             time.sleep(1 + attempt)
 
 
-def open_study(storage: RDBStorage, name: str, direction: str, overrides: list[str]) -> optuna.Study:
+def open_study(storage: RDBStorage, name: str, direction: str, metric: str, overrides: list[str]) -> optuna.Study:
     """Create the study, or load it if it exists; a relaunch must train the same way as the launches before it."""
     if direction not in ("minimize", "maximize"):
         raise ConfigError(f"hparams_search.direction={direction!r} is not one of ['minimize', 'maximize']")
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True)
     if study.direction.name.lower() != direction:
         raise ConfigError(f"study {name} exists and is to {study.direction.name.lower()}; set hparams_search.study_name=NEW")
+    if study.metric_names != [metric]:
+        study.set_metric_names([metric])  # the dashboard's axis reads val/ppl, not "Objective 0"
     recorded = study.user_attrs.get("overrides")
     if recorded is None:
         study.set_user_attr("overrides", overrides)
@@ -91,6 +98,12 @@ def budget_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def counted(study: optuna.Study) -> int:
     return len(budget_trials(study))
+
+
+def has_room(study: optuna.Study, n_trials: int) -> bool:
+    """Whether to ask for a trial: the budget is not full, or a queued retry waits for a worker."""
+    trials = budget_trials(study)
+    return len(trials) < n_trials or any(t.state == TrialState.WAITING for t in trials)
 
 
 def is_surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
@@ -128,23 +141,51 @@ def claim(trial: optuna.Trial) -> None:
     trial.study._storage.record_heartbeat(trial._trial_id)
 
 
-def fail_interrupted(study: optuna.Study) -> int:
-    """Fail and requeue the trials whose sweep process is gone: dead on this machine, or silent elsewhere."""
-    optuna.storages.fail_stale_trials(study)  # other machines: heartbeats stopped
-    host, abandoned = socket.gethostname(), 0
+def settle_interrupted(study: optuna.Study, metric: str) -> tuple[int, list[tuple[FrozenTrial, Outcome]]]:
+    """Settle the trials whose sweep process is gone: dead on this machine, or silent elsewhere.
+
+    A local trial whose run finished before its sweep could record it (the run wrote its metrics.json) is
+    recorded as it ended; the others are failed and queued again. Returns how many were queued, and the
+    finished ones with their outcome.
+    """
+    optuna.storages.fail_stale_trials(study)  # other machines: heartbeats stopped; requeued by `requeue`
+    host, requeued, finished = socket.gethostname(), 0, []
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") != host or _alive(pid):
+        dead_here = trial.user_attrs.get("host") == host and not _alive(pid)
+        if not (dead_here or _never_claimed(trial)):
             continue
+        run_dir = trial.user_attrs.get("run_dir")
+        ended = trial_process.recorded(Path(run_dir), metric) if run_dir else None
+        error = f"interrupted: its sweep process {pid} stopped; queued again"
         try:
-            storage.set_trial_user_attr(trial._trial_id, "error", f"interrupted: its sweep process {pid} stopped")
-            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            if ended is not None:
+                storage.set_trial_state_values(trial._trial_id, ended.state, None if ended.value is None else [ended.value])
+            else:
+                storage.set_trial_user_attr(trial._trial_id, "error", error)
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another launch got there first
+        if ended is not None:
+            finished.append((storage.get_trial(trial._trial_id), ended))
+            continue
         requeue(study, storage.get_trial(trial._trial_id))
-        abandoned += 1
-    return abandoned
+        _record_in_run_folder(run_dir, error)
+        requeued += 1
+    return requeued, finished
+
+
+def _record_in_run_folder(run_dir: str | None, error: str) -> None:
+    """Say in the interrupted trial's folder how it ended, as every finished trial's folder does."""
+    if run_dir and Path(run_dir).is_dir() and not (Path(run_dir) / "metrics.json").exists():
+        write_json(Path(run_dir) / "metrics.json", {"status": "failed", "error": error})
+
+
+def _never_claimed(trial: FrozenTrial) -> bool:
+    """A trial asked for by a sweep that died before `claim` (milliseconds later): no heartbeat will ever age it."""
+    started = trial.datetime_start
+    return "host" not in trial.user_attrs and started is not None and (datetime.now() - started).total_seconds() > 60
 
 
 def _alive(pid) -> bool:

@@ -58,19 +58,27 @@ def outcome(process: subprocess.Popen, run_dir: Path, metric: str, started: floa
     """
     metrics_file = run_dir / "metrics.json"
     metrics = read_json(metrics_file)
-    status = metrics.get("status")
-    if process.returncode == 0 and status == "pruned":
-        return Outcome(TrialState.PRUNED, metrics=metrics)
-    if process.returncode == 0 and status == "completed":
-        value = metrics.get(metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return Outcome(TrialState.COMPLETE, float(value), metrics=metrics)
-        error = f"{metric} is {value} in metrics.json: not a finite number"
+    ended = recorded(run_dir, metric)
+    if process.returncode == 0 and ended is not None:
+        return ended
+    if process.returncode == 0 and metrics.get("status") == "completed":
+        error = f"{metric} is {metrics.get(metric)} in metrics.json: not a finite number"
     else:
         error = metrics.get("error") or _reason(process.returncode, run_dir / CONSOLE)
     metrics = {**metrics, "status": "failed", "error": error, "wall_seconds": round(time.time() - started, 3)}
     write_json(metrics_file, metrics)
     return Outcome(TrialState.FAIL, error=error, metrics=metrics)
+
+
+def recorded(run_dir: Path, metric: str) -> Outcome | None:
+    """The ending a run wrote in its `metrics.json` (completed with a finite `metric`, or pruned), else None."""
+    metrics = read_json(run_dir / "metrics.json")
+    value = metrics.get(metric)
+    if metrics.get("status") == "pruned":
+        return Outcome(TrialState.PRUNED, metrics=metrics)
+    if metrics.get("status") == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
+        return Outcome(TrialState.COMPLETE, float(value), metrics=metrics)
+    return None
 
 
 def _reason(returncode: int, console: Path) -> str:
