@@ -64,6 +64,14 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(partial, path)
 
 
+def read_json(path: Path) -> dict:
+    """A JSON record a run wrote (`metrics.json`), or {} when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def user_error(exc: BaseException) -> SeqlabError | None:
     """The SeqlabError behind an exception, through Hydra's InstantiationException wrapping."""
     while exc is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from seqlab.runs import read_json
 
 NAME = "runs.csv"
 FIRST = ["run", "number", "status", "value", "wall_seconds", "overrides", "error"]
@@ -79,11 +80,3 @@ class RunsTable(Callback):
             "overrides": " ".join(hydra.overrides.task),
             "error": error,
         })
-
-
-def read_json(path: Path) -> dict:
-    """A run's JSON record, or {} when it is missing or half-written."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}

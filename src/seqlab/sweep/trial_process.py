@@ -18,8 +18,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from seqlab.runs import write_json
-from seqlab.sweep.runs_table import read_json
+from seqlab.runs import read_json, write_json
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "train.py"
 CONSOLE = "console.log"  # the trial's stdout and stderr, in its run folder
@@ -56,11 +55,11 @@ def outcome(process: subprocess.Popen, run_dir: Path, metric: str, started: floa
     A trial that failed without saying so in `metrics.json` (killed, crashed before writing it) gets one
     written here, so every trial folder ends with its status.
     """
-    metrics_file = run_dir / "metrics.json"
-    metrics = read_json(metrics_file)
     ended = recorded(run_dir, metric)
     if process.returncode == 0 and ended is not None:
         return ended
+    metrics_file = run_dir / "metrics.json"
+    metrics = read_json(metrics_file)
     if process.returncode == 0 and metrics.get("status") == "completed":
         error = f"{metric} is {metrics.get(metric)} in metrics.json: not a finite number"
     else:
