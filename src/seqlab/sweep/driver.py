@@ -216,11 +216,9 @@ def _interrupt(study: optuna.Study, running: list[Running]) -> None:
         job.process.kill()
         job.process.wait()
         try:
-            job.trial.set_user_attr("error", "interrupted: the sweep was stopped")
-            study.tell(job.trial, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001 (the database may be what failed; the heartbeat covers it then)
+            studies.fail_interrupted(study, study._storage.get_trial(job.trial._trial_id), "interrupted: the sweep was stopped")
+        except Exception:  # noqa: BLE001 (the database may be what failed; a later launch settles the trial then)
             continue
-        studies.requeue(study, study._storage.get_trial(job.trial._trial_id))
     log.info("interrupted: %d trial(s) stopped and queued again for the next launch", len(running))
 
 

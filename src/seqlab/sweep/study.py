@@ -21,7 +21,6 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from seqlab.errors import ConfigError
-from seqlab.runs import write_json
 from seqlab.sweep import trial_process
 from seqlab.sweep.trial_process import Outcome
 
@@ -158,28 +157,35 @@ def settle_interrupted(study: optuna.Study, metric: str) -> tuple[int, list[tupl
             continue
         run_dir = trial.user_attrs.get("run_dir")
         ended = trial_process.recorded(Path(run_dir), metric) if run_dir else None
-        error = f"interrupted: its sweep process {pid} stopped; queued again"
+        if ended is None:
+            requeued += fail_interrupted(study, trial, f"interrupted: its sweep process {pid} stopped")
+            continue
+        value = None if ended.value is None else [ended.value]
         try:
-            if ended is not None:
-                storage.set_trial_state_values(trial._trial_id, ended.state, None if ended.value is None else [ended.value])
-            else:
-                storage.set_trial_user_attr(trial._trial_id, "error", error)
-                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            storage.set_trial_state_values(trial._trial_id, ended.state, value)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another launch got there first
-        if ended is not None:
-            finished.append((storage.get_trial(trial._trial_id), ended))
-            continue
-        requeue(study, storage.get_trial(trial._trial_id))
-        _record_in_run_folder(run_dir, error)
-        requeued += 1
+        finished.append((storage.get_trial(trial._trial_id), ended))
     return requeued, finished
 
 
-def _record_in_run_folder(run_dir: str | None, error: str) -> None:
-    """Say in the interrupted trial's folder how it ended, as every finished trial's folder does."""
-    if run_dir and Path(run_dir).is_dir() and not (Path(run_dir) / "metrics.json").exists():
-        write_json(Path(run_dir) / "metrics.json", {"status": "failed", "error": error})
+def fail_interrupted(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
+    """Fail a trial its sweep could not finish, queue it again while retries are left, and say so in its folder.
+
+    False when another launch settled it first."""
+    retry = len(trial.system_attrs.get("retry_history", [])) < MAX_RETRIES
+    error = f"{reason}; {'queued again' if retry else f'not queued again after {MAX_RETRIES} retries'}"
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, "error", error)
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    if retry:
+        requeue(study, study._storage.get_trial(trial._trial_id))
+    run_dir = trial.user_attrs.get("run_dir")
+    if run_dir and Path(run_dir).is_dir():
+        trial_process.record_failure(Path(run_dir), error)
+    return True
 
 
 def _never_claimed(trial: FrozenTrial) -> bool:

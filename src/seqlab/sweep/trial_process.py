@@ -58,15 +58,20 @@ def outcome(process: subprocess.Popen, run_dir: Path, metric: str, started: floa
     ended = recorded(run_dir, metric)
     if process.returncode == 0 and ended is not None:
         return ended
-    metrics_file = run_dir / "metrics.json"
-    metrics = read_json(metrics_file)
+    metrics = read_json(run_dir / "metrics.json")
     if process.returncode == 0 and metrics.get("status") == "completed":
         error = f"{metric} is {metrics.get(metric)} in metrics.json: not a finite number"
     else:
         error = metrics.get("error") or _reason(process.returncode, run_dir / CONSOLE)
-    metrics = {**metrics, "status": "failed", "error": error, "wall_seconds": round(time.time() - started, 3)}
-    write_json(metrics_file, metrics)
+    metrics = record_failure(run_dir, error, wall_seconds=round(time.time() - started, 3))
     return Outcome(TrialState.FAIL, error=error, metrics=metrics)
+
+
+def record_failure(run_dir: Path, error: str, **extra) -> dict:
+    """Mark the trial's `metrics.json` failed, keeping what the run wrote: every trial folder ends with its status."""
+    metrics = {**read_json(run_dir / "metrics.json"), "status": "failed", "error": error, **extra}
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
 
 
 def recorded(run_dir: Path, metric: str) -> Outcome | None:
