@@ -12,8 +12,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
+# The suite sets what it depends on: whatever Hugging Face, W&B or seqlab settings the person running it has
+# (HF_DATASETS_OFFLINE on a cluster, a WANDB_PROJECT, a SEQLAB_CACHE) are dropped before anything reads them.
+for _name in [n for n in os.environ if n.startswith(("HF_", "HUGGINGFACE_", "WANDB_", "SEQLAB_"))]:
+    del os.environ[_name]
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
 torch.set_num_threads(1)  # the test models are tiny: one thread is faster, and CI has two cores
 
 

@@ -1,4 +1,10 @@
-"""Reading a checkpoint written by `seqlab.train`, with a clear error when it is not one or does not fit."""
+"""Reading a checkpoint written by `seqlab.train`, with a clear error when it is not one or does not fit.
+
+A checkpoint is data, whoever wrote it: `torch.load(weights_only=True)` reads it without running code, and
+nothing it says is called unless it names one of this project's own classes (the allow-lists below), with
+plain values and no Hydra instantiation key (`_target_`, `_args_`...) or interpolation anywhere below. A file
+that asks for anything else is refused with one line, before any of it is instantiated.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runs import build
+
+MODULES = ("seqlab.models.language_model.LanguageModel", "seqlab.models.forecaster.Forecaster")
+DATAMODULES = (
+    "seqlab.data.text.TextDataModule",
+    "seqlab.data.timeseries.ForecastDataModule",
+    "seqlab.data.timeseries.SineDataModule",
+)
+HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 
 
 def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
@@ -25,15 +39,63 @@ def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
     except Exception as err:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({err.__class__.__name__})") from None
     config = checkpoint.get("seqlab_config") if isinstance(checkpoint, dict) else None
-    if config is None:
+    if not isinstance(config, dict):
         raise CheckpointError(f"{path} was not written by scripts/train.py (it holds no seqlab_config)")
+    check_names(checkpoint, path)
     module_class = get_class(config["model"]["_target_"])
     try:
-        model = module_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except (KeyError, RuntimeError) as err:
-        raise CheckpointError(f"{path} does not fit {module_class.__name__}: {err}") from None
+        model = module_class(**checkpoint.get("hyper_parameters", {}))
+        model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"])
+    except CheckpointError:
+        raise
+    except Exception as err:  # wrong or missing arguments, shapes, keys: a checkpoint of another model
+        message = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise CheckpointError(f"{path} does not fit {module_class.__name__}: {message}") from None
     model.eval()
     return model, config
+
+
+def check_names(checkpoint: dict, path: Path) -> None:
+    """Refuse a checkpoint that would have anything but seqlab's own module and datamodule instantiated."""
+
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(f"{path} is refused: {what}. A seqlab checkpoint names only seqlab's own classes")
+
+    config = checkpoint["seqlab_config"]
+    for section, allowed in (("model", MODULES), ("data", DATAMODULES)):
+        conf = config.get(section)
+        target = conf.get("_target_") if isinstance(conf, dict) else None
+        if target not in allowed:
+            raise refuse(f"its {section} is {target!r}, not one of {', '.join(allowed)}")
+    hparams = checkpoint.get("hyper_parameters", {})
+    if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise refuse("its hyper_parameters or state_dict is not a mapping")
+    places = {"data": {k: v for k, v in config["data"].items() if k != "_target_"}, "hyper_parameters": hparams}
+    for place, values in places.items():
+        found = _instantiation_key(values)
+        if found:
+            raise refuse(f"its {place} holds {found}, which would be called on load")
+
+
+def _instantiation_key(value, where: str = "") -> str | None:
+    """The first Hydra instantiation key, Lightning `_instantiator` or `${...}` interpolation in `value`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key in HYDRA_KEYS or key == "_instantiator":
+                return f"{here}={item!r}"
+            found = _instantiation_key(item, here)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _instantiation_key(item, f"{where}[{i}]")
+            if found:
+                return found
+    elif isinstance(value, str) and "${" in value:
+        return f"{where}={value!r} (an interpolation)"
+    return None
 
 
 def check_fits(model: L.LightningModule, data_kwargs: dict, ckpt_path: str) -> None:
@@ -48,12 +110,17 @@ def check_fits(model: L.LightningModule, data_kwargs: dict, ckpt_path: str) -> N
 
 
 def load_with_data(
-    ckpt_path: str | None, data: DictConfig | None = None, changes: dict | None = None
+    ckpt_path: str | None, data: DictConfig | None = None, changes: dict | None = None, cache_dir: str | None = None
 ) -> tuple[L.LightningModule, L.LightningDataModule]:
     """A trained module and a datamodule ready to test it: `data` if given, else the checkpoint's own
-    data config with `changes` applied (a new `path`, say); refused if its shapes do not fit."""
+    data config with `changes` applied (a new `path`, say); refused if its shapes do not fit.
+
+    The checkpoint's own data config writes its token cache to this machine's `cache_dir`, never to a
+    folder the checkpoint names."""
     model, trained_config = load_trained(ckpt_path)
     if data is None:
+        if "cache_dir" in trained_config["data"]:
+            changes = {**(changes or {}), "cache_dir": cache_dir}
         unknown = sorted(set(changes or {}) - set(trained_config["data"]))
         if unknown:
             raise ConfigError(

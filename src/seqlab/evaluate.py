@@ -17,7 +17,7 @@ def evaluate(cfg: DictConfig) -> dict:
         print_config(cfg, output_dir)
         seed(cfg)
         # Without data=..., the checkpoint's own data config: the test split it was trained beside.
-        model, datamodule = load_with_data(cfg.get("ckpt_path"), cfg.get("data"))
+        model, datamodule = load_with_data(cfg.get("ckpt_path"), cfg.get("data"), cache_dir=cfg.paths.cache_dir)
         trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
         metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule)[0].items()}
         write_json(output_dir / "metrics.json", {**metrics, "checkpoint": str(cfg.ckpt_path)})

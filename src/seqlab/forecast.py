@@ -37,7 +37,7 @@ def forecast(cfg: DictConfig) -> Path:
         seed(cfg)
         # The checkpoint's data config, with whatever keys this command sets (data.path=..., say).
         changes = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None}
-        model, datamodule = load_with_data(cfg.get("ckpt_path"), changes=changes)
+        model, datamodule = load_with_data(cfg.get("ckpt_path"), changes=changes, cache_dir=cfg.paths.cache_dir)
         if not hasattr(model, "point"):
             raise CheckpointError(f"{cfg.ckpt_path} is not a forecaster: it cannot forecast windows")
         split = cfg.split
