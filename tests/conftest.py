@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,14 +21,12 @@ for _name in [n for n in os.environ if n.startswith(("HF_", "HUGGINGFACE_", "WAN
     del os.environ[_name]
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
+# `datasets` reads its cache folder once, when first imported: set before any test module imports it, for this
+# process and the scripts it runs, so the suite never writes into the user's ~/.cache/huggingface.
+_HF_HOME = tempfile.mkdtemp(prefix="seqlab-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = os.environ["HF_DATASETS_CACHE"] = _HF_HOME
 torch.set_num_threads(1)  # the test models are tiny: one thread is faster, and CI has two cores
-
-
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path_factory, monkeypatch):
-    hf = tmp_path_factory.getbasetemp() / "hf-cache"
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(hf))
-    monkeypatch.setenv("HF_HOME", str(hf))
 
 
 def write_corpus(folder: Path, lines_per_split=(300, 40, 50), seed: int = 0) -> Path:

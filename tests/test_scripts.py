@@ -124,9 +124,13 @@ def test_wandb_offline_leaves_a_run_folder(trained):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.cell=transformer", "model.cell='transformer' is not one of"),
+        ("model.cell=transformer", "model.cell=transformer must be one of lstm, gru, rnn"),
         ("data.data_dir=missing", "data.data_dir is not a folder: missing"),
-        ("data.batch_size=0", "data.batch_size must be a positive integer"),
+        ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
+        # Values are checked before the data is looked for: the missing folder is never reached.
+        ("data.data_dir=missing data.bptt=0", "data.bptt=0 must be a positive integer"),
+        ("trainer.precision=fp8", "trainer.precision=fp8 must be one of 64, 32, 16"),
+        ("+data.foo=1", "data.foo=1 is not an argument of seqlab.data.text.TextDataModule: allowed: hub_name"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, override, message):
@@ -134,12 +138,13 @@ def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, override, messa
 
     write_corpus(tmp_path / "corpus")
     done = run_script(
-        "train.py", "data=text", "data.data_dir=corpus", override, f"hydra.run.dir={tmp_path / 'run'}",
+        "train.py", "data=text", "data.data_dir=corpus", *override.split(), f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path, check=False,
     )
     assert done.returncode == 2
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and message in last_line
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [last_line]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
 

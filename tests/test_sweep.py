@@ -109,12 +109,13 @@ def test_a_sweep_killed_mid_trial_and_launched_again_ends_with_exactly_n_trials(
 
 @pytest.fixture(scope="module")
 def mixed_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """Six trials, every pair of values once: one completes, one is pruned, one diverges, three are invalid."""
+    """Six trials, every pair of values once: one completes, one is pruned, one diverges, three fail on their data
+    (a value only the data can refuse: the sweep checks the searched values against the config schema first)."""
     work = tmp_path_factory.mktemp("mixed")
     write_corpus(work / "corpus")
     space = write_space(
         work, 6,
-        "    model.cell: {type: categorical, choices: [lstm, transformer]}\n"
+        "    data.eval_batch_size: {type: categorical, choices: [10, 100000]}\n"
         "    model.optimizer.lr: {type: categorical, choices: [0.02, 1.0e-7, .inf]}\n",
         "  sampler: {_target_: optuna.samplers.BruteForceSampler, seed: 0}\n"
         "  pruner: {_target_: optuna.pruners.ThresholdPruner, upper: 8.0}\n",
@@ -125,16 +126,16 @@ def mixed_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 def test_failed_and_pruned_trials_are_recorded_and_the_sweep_goes_on(mixed_sweep):
     sweep_dir, done = mixed_sweep
     study = load(sweep_dir)
-    by_values = {(t.params["model.cell"], str(t.params["model.optimizer.lr"])): t for t in study.trials}
+    by_values = {(t.params["data.eval_batch_size"], str(t.params["model.optimizer.lr"])): t for t in study.trials}
     assert len(by_values) == 6
     state = optuna.trial.TrialState
-    assert by_values["lstm", "0.02"].state == state.COMPLETE
-    assert by_values["lstm", "1e-07"].state == state.PRUNED  # a near-uniform guess, perplexity ~20 > 8
-    assert by_values["lstm", "inf"].state == state.FAIL
-    assert "train/loss is nan" in by_values["lstm", "inf"].user_attrs["error"]
+    assert by_values[10, "0.02"].state == state.COMPLETE
+    assert by_values[10, "1e-07"].state == state.PRUNED  # a near-uniform guess, perplexity ~20 > 8
+    assert by_values[10, "inf"].state == state.FAIL
+    assert "train/loss is nan" in by_values[10, "inf"].user_attrs["error"]
     for lr in ("0.02", "1e-07", "inf"):
-        assert by_values["transformer", lr].state == state.FAIL
-        assert "model.cell='transformer' is not one of" in by_values["transformer", lr].user_attrs["error"]
+        assert by_values[100000, lr].state == state.FAIL
+        assert "too few for 100000 columns" in by_values[100000, lr].user_attrs["error"]
     # Every trial keeps its folder, whose metrics.json says how it ended; runs.csv has the same.
     table = {int(r["number"]): r for r in rows(sweep_dir)}
     for t in study.trials:
@@ -142,7 +143,7 @@ def test_failed_and_pruned_trials_are_recorded_and_the_sweep_goes_on(mixed_sweep
         status = {state.COMPLETE: "completed", state.PRUNED: "pruned", state.FAIL: "failed"}[t.state]
         assert metrics["status"] == table[t.number]["status"] == status
         assert metrics.get("error") == t.user_attrs.get("error") == (table[t.number]["error"] or None)
-    assert float(table[by_values["lstm", "0.02"].number]["value"]) == pytest.approx(by_values["lstm", "0.02"].value)
+    assert float(table[by_values[10, "0.02"].number]["value"]) == pytest.approx(by_values[10, "0.02"].value)
     assert "best so far" in done.stdout + done.stderr
 
 
@@ -182,7 +183,8 @@ def test_two_sweep_processes_fill_one_postgresql_study_without_a_duplicate(work)
 
 
 def test_a_sweep_in_which_no_trial_completes_exits_non_zero(work):
-    space = write_space(work, 1, "    model.cell: {type: categorical, choices: [transformer]}\n")
+    # Batches wider than the corpus: a valid config that fails once the data is read, so the trial fails.
+    space = write_space(work, 1, "    data.eval_batch_size: {type: categorical, choices: [100000]}\n")
     done = run_script("sweep.py", *space, *SMALL, f"hydra.run.dir={work / 'sweep'}", cwd=work, check=False)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith("error: no trial of study tiny-text completed")
@@ -199,6 +201,9 @@ def test_a_sweep_in_which_no_trial_completes_exits_non_zero(work):
         ("    model.hiden_dim: {type: int, low: 8, high: 16}\n", "seed=1", "the training config has no key model.hiden_dim"),
         (LR, "hparams_search.direction=down", "hparams_search.direction='down' is not one of"),
         (LR, "model.optimizer.lr=0.1", "model.optimizer.lr is both searched"),
+        ("    model.dropout: {type: float, low: 0.0, high: 1.5}\n", "seed=1",
+         "hparams_search.params.model.dropout: model.dropout=1.5 must be a number in [0, 1)"),
+        (LR, "data.bptt=0", "data.bptt=0 must be a positive integer"),
     ],
 )
 def test_a_bad_search_is_one_clear_line_before_any_trial(work, params, override, message):

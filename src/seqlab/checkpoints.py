@@ -8,6 +8,7 @@ that asks for anything else is refused with one line, before any of it is instan
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import lightning as L
@@ -50,8 +51,11 @@ def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
     except CheckpointError:
         raise
     except Exception as err:  # wrong or missing arguments, shapes, keys: a checkpoint of another model
-        message = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise CheckpointError(f"{path} does not fit {module_class.__name__}: {message}") from None
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        # load_state_dict's first line is a header ("Error(s) in loading state_dict for ..."); the next says what.
+        message = (lines[1] if len(lines) > 1 and lines[0].startswith("Error(s)") else lines[0]) if lines \
+            else err.__class__.__name__
+        raise CheckpointError(f"{path} does not fit {module_class.__name__}: {message[:300]}") from None
     model.eval()
     return model, config
 
@@ -66,11 +70,15 @@ def check_names(checkpoint: dict, path: Path) -> None:
     for section, allowed in (("model", MODULES), ("data", DATAMODULES)):
         conf = config.get(section)
         target = conf.get("_target_") if isinstance(conf, dict) else None
-        if target not in allowed:
-            raise refuse(f"its {section} is {target!r}, not one of {', '.join(allowed)}")
+        if not isinstance(target, str) or target not in allowed:
+            raise refuse(f"its {section} is {_shown(target)}, not one of {', '.join(allowed)}")
     hparams = checkpoint.get("hyper_parameters", {})
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise refuse("its hyper_parameters or state_dict is not a mapping")
+    vocabulary = checkpoint.get("vocabulary")
+    if vocabulary is not None and not (isinstance(vocabulary, list) and all(isinstance(t, str) for t in vocabulary)
+                                       and len(vocabulary) == hparams.get("vocab_size", len(vocabulary))):
+        raise CheckpointError(f"{path} is refused: its vocabulary is not a list of words, one per row of the model's")
     places = {"data": {k: v for k, v in config["data"].items() if k != "_target_"}, "hyper_parameters": hparams}
     for place, values in places.items():
         found = _instantiation_key(values)
@@ -78,24 +86,31 @@ def check_names(checkpoint: dict, path: Path) -> None:
             raise refuse(f"its {place} holds {found}, which would be called on load")
 
 
-def _instantiation_key(value, where: str = "") -> str | None:
-    """The first Hydra instantiation key, Lightning `_instantiator` or `${...}` interpolation in `value`."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{where}.{key}" if where else str(key)
-            if key in HYDRA_KEYS or key == "_instantiator":
-                return f"{here}={item!r}"
-            found = _instantiation_key(item, here)
-            if found:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            found = _instantiation_key(item, f"{where}[{i}]")
-            if found:
-                return found
-    elif isinstance(value, str) and "${" in value:
-        return f"{where}={value!r} (an interpolation)"
+def _instantiation_key(value) -> str | None:
+    """The first Hydra instantiation key, Lightning `_instantiator` or `${...}` interpolation in `value`, however
+    deep (a crafted file may nest thousands of levels: walked with a stack, not recursion)."""
+    stack = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in reversed(list(item.items())):
+                here = f"{where}.{key}" if where else str(key)
+                if key in HYDRA_KEYS or key == "_instantiator":
+                    return f"{here}={_shown(child)}"
+                stack.append((here, child))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{where}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+        elif isinstance(item, str) and "${" in item:
+            return f"{where}={_shown(item)} (an interpolation)"
     return None
+
+
+def _shown(value) -> str:
+    """A value quoted in a one-line message: short, and only strings and numbers as themselves."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 80 and "\n" not in text else text[:77].replace("\n", " ") + "..."
+    return f"a {type(value).__name__}"
 
 
 def check_fits(model: L.LightningModule, data_kwargs: dict, ckpt_path: str) -> None:
@@ -121,7 +136,8 @@ def load_with_data(
     if data is None:
         if "cache_dir" in trained_config["data"]:
             changes = {**(changes or {}), "cache_dir": cache_dir}
-        unknown = sorted(set(changes or {}) - set(trained_config["data"]))
+        accepted = inspect.signature(get_class(trained_config["data"]["_target_"])).parameters
+        unknown = sorted(set(changes or {}) - set(accepted))  # by the class: a setting newer than the checkpoint too
         if unknown:
             raise ConfigError(
                 f"data.{unknown[0]}= does not apply to {ckpt_path}: its data ({trained_config['data'].get('_target_')}) "

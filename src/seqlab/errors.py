@@ -15,3 +15,7 @@ class DataError(SeqlabError):
 
 class CheckpointError(SeqlabError):
     """A checkpoint that is missing, is not seqlab's, or does not fit the model or data."""
+
+
+class OutOfMemory(SeqlabError):
+    """The host or the GPU ran out of memory: the fix is a smaller batch, window or model, or lower precision."""

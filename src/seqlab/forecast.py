@@ -8,6 +8,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpoints import load_with_data
+from seqlab.config_schema import check_settings
+from seqlab.data.timeseries import ForecastDataModule
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.forecast_plots import WindowForecast, forecast_windows, spread_windows
 from seqlab.runs import log, print_config, reported_errors, seed, write_json
@@ -37,6 +39,7 @@ def forecast(cfg: DictConfig) -> Path:
         seed(cfg)
         # The checkpoint's data config, with whatever keys this command sets (data.path=..., say).
         changes = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if v is not None}
+        check_settings(changes, ForecastDataModule, "data")
         model, datamodule = load_with_data(cfg.get("ckpt_path"), changes=changes, cache_dir=cfg.paths.cache_dir)
         if not hasattr(model, "point"):
             raise CheckpointError(f"{cfg.ckpt_path} is not a forecaster: it cannot forecast windows")

@@ -73,8 +73,12 @@ class LineProgress(ProgressBar):
         score = getattr(checkpoint, "best_model_score", None)
         if score is not None and getattr(checkpoint, "monitor", None) == self.monitor:
             self.best = float(score)
+        self._start_counting(pl_module)  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start_counting(pl_module)
+
+    def _start_counting(self, pl_module: L.LightningModule) -> None:
         self._epoch_started = self._last_batch_at = self._last_line_at = time.monotonic()
         self._loss_sum, self._loss_batches, self._batch = 0.0, 0, 0
         self._units_at_start = self._units(pl_module)[1]

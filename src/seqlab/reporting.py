@@ -48,7 +48,7 @@ def run_settings(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _overridden_keys() -> set[str]:
-    """The config keys this run's command line set (`model.hidden_dim=256`, `+trainer.limit_train_batches=9`)."""
+    """The config keys this run's command line set (`model.hidden_dim=256`, `+model.optimizer.weight_decay=0.1`)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():

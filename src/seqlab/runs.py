@@ -15,10 +15,11 @@ import lightning as L
 import rich
 import rich.syntax
 import rich.tree
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import OutOfMemory, SeqlabError
 
 log = logging.getLogger("seqlab")
 
@@ -72,13 +73,29 @@ def read_json(path: Path) -> dict:
         return {}
 
 
+MEMORY_KNOBS = (
+    "lower data.batch_size / data.eval_batch_size, data.bptt or data.lookback, or model.hidden_dim "
+    "(trainer.accumulate_grad_batches=N keeps the effective batch; on a GPU, trainer.precision=bf16-mixed)"
+)
+
+
 def user_error(exc: BaseException) -> SeqlabError | None:
-    """The SeqlabError behind an exception, through Hydra's InstantiationException wrapping."""
+    """The SeqlabError behind an exception, through Hydra's InstantiationException wrapping; running out of
+    memory counts as one, since its fix is a setting too."""
     while exc is not None:
         if isinstance(exc, SeqlabError):
             return exc
+        if isinstance(exc, torch.OutOfMemoryError):
+            return OutOfMemory(f"out of GPU memory ({_first_line(exc)}): {MEMORY_KNOBS}")
+        if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)):
+            return OutOfMemory(f"out of host memory ({_first_line(exc)}): {MEMORY_KNOBS}")
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else exc.__class__.__name__
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
+from seqlab.checkpointing import AtomicCheckpointIO
+from seqlab.config_schema import check_config
 from seqlab.errors import SeqlabError
 from seqlab.reporting import report_run
 from seqlab.runs import build, build_all, log, print_config, reported_errors, seed, write_json
@@ -31,17 +33,30 @@ class DivergenceError(SeqlabError):
 
 
 class StopOnDivergence(L.Callback):
-    """Stop at the first non-finite training loss, instead of training on NaNs until the epoch ends."""
+    """Stop at the first non-finite training loss, instead of training on NaNs until the epoch ends, and never let
+    non-finite weights into a checkpoint: the last one written stays the last good one."""
+
+    def __init__(self) -> None:
+        self.good_step: int | None = None  # the step of the last checkpoint written
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not bool(loss.detach().isfinite()):
-            kept = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            kept = f"the best checkpoint so far is {kept}" if kept else "no checkpoint was written"
-            raise DivergenceError(
-                f"train/loss is {float(loss)} at step {trainer.global_step}: lower model.optimizer.lr or clip gradients "
-                f"(trainer.gradient_clip_val); {kept}"
-            )
+            raise self._diverged(trainer, f"train/loss is {float(loss)} at step {trainer.global_step}")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Called before the file is written: raising here keeps the previous checkpoint in place.
+        bad = next((name for name, p in pl_module.named_parameters() if not bool(p.detach().isfinite().all())), None)
+        if bad is not None:
+            raise self._diverged(trainer, f"weight {bad} is not finite after step {trainer.global_step}")
+        self.good_step = trainer.global_step
+
+    def _diverged(self, trainer, what: str) -> DivergenceError:
+        callback = trainer.checkpoint_callback
+        path = (callback.last_model_path or callback.best_model_path) if callback else ""
+        kept = f"the last good checkpoint (step {self.good_step}) is {path}" if path and self.good_step is not None \
+            else "no checkpoint was written"
+        return DivergenceError(f"{what}: lower model.optimizer.lr or clip gradients (trainer.gradient_clip_val); {kept}")
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -54,6 +69,7 @@ def run(cfg: DictConfig) -> float | None:
 def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     started = time.perf_counter()
     print_config(cfg, output_dir)
+    check_config(cfg)  # a bad value stops here, before any data is read
     seed(cfg)
 
     datamodule = build(cfg.data)
@@ -69,7 +85,8 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # Checkpoints are written beside their destination and renamed into place: a kill mid-write loses nothing.
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
 
     fit_started = time.perf_counter()
     try:

@@ -8,6 +8,7 @@ included, and adds no `<eos>`.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from seqlab.data.decoding import decode_file
 from seqlab.errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
@@ -57,6 +59,10 @@ class CorpusSource:
     text_column: str = "text"
     data_dir: str | None = None
     files: dict[str, str] | None = None
+    encoding: str = "utf-8"  # of the local files; the hub's text is already decoded
+
+    def __post_init__(self) -> None:
+        check_encoding(self.encoding)
 
     def local_files(self) -> dict[str, Path] | None:
         """The local file of each split given, or None when the corpus comes from the hub."""
@@ -97,7 +103,9 @@ class CorpusSource:
         files = self.local_files()
         if files is None:
             return {"hub": self.hub_name, "config": self.hub_config, "column": self.text_column}
-        return {split: _sha256(path) for split, path in sorted(files.items())}
+        return {"encoding": codecs.lookup(self.encoding).name} | {
+            split: _sha256(path) for split, path in sorted(files.items())
+        }
 
     def load_lines(self) -> dict[str, list[str]]:
         """Each split as a list of lines, read through `datasets`."""
@@ -105,9 +113,20 @@ class CorpusSource:
 
         files = self.local_files()
         if files is not None:
-            loaded = datasets.load_dataset(
-                "text", data_files={s: str(p) for s, p in files.items()}, keep_linebreaks=True
-            )
+            for split, path in files.items():
+                check_text_file(path, split, self.encoding)
+            try:
+                loaded = datasets.load_dataset(
+                    "text", data_files={s: str(p) for s, p in files.items()}, keep_linebreaks=True,
+                    encoding=self.encoding,
+                )
+            except datasets.exceptions.DatasetGenerationError as err:  # after the checks above, a surprise
+                cause = err.__cause__ or err
+                raise DataError(
+                    f"datasets could not read {', '.join(str(p) for p in files.values())} "
+                    f"({cause.__class__.__name__}: {str(cause).splitlines()[0] if str(cause) else ''}); "
+                    "check that they are plain text files"
+                ) from None
             return {split: loaded[split]["text"] for split in files}
         _check_hub_reachable(self)
         loaded = datasets.load_dataset(self.hub_name, self.hub_config)
@@ -126,11 +145,43 @@ class CorpusSource:
         return lines
 
 
+def check_encoding(encoding: str) -> None:
+    """Refuse an encoding Python cannot decode text with, before any file is read."""
+    try:
+        text_codec = codecs.lookup(encoding)._is_text_encoding
+    except (LookupError, TypeError):
+        text_codec = False
+    if not text_codec:
+        raise ConfigError(f"data.encoding={encoding!r} is not a text encoding Python knows; use utf-8, latin-1...")
+
+
+def check_text_file(path: Path, split: str, encoding: str) -> None:
+    """Refuse an empty or undecodable file with its split named (and the byte at fault), rather than the
+    `datasets` generation traceback either ends in."""
+    try:
+        decoded = decode_file(path, encoding)
+    except OSError as err:
+        raise DataError(f"cannot read the {split} file {path} ({err.strerror or err}); make it readable") from None
+    if decoded.bad_offset is not None:
+        raise DataError(
+            f"the {split} file {path} is not {encoding} text: {decoded.problem()}; convert it to {encoding}, "
+            "or give its encoding with data.encoding=... (latin-1, cp1252...)"
+        )
+    if decoded.chars == 0:
+        fix = "put text in it" if split == "train" else (
+            f"put text in it, or remove it (or data.files.{split}) so the {split} split is carved off the training file"
+        )
+        raise DataError(f"the {split} file {path} is empty: a split with no tokens cannot be used; {fix}")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror or err}); check that it is a readable file") from None
     return digest.hexdigest()
 
 
@@ -178,8 +229,11 @@ def build_corpus(
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         cache_file = Path(cache_dir) / f"corpus-{digest}.pt"
         if cache_file.is_file():
-            cached = torch.load(cache_file, weights_only=True)
-            return Corpus(vocabulary=cached["vocabulary"], splits=cached["splits"])
+            try:
+                cached = torch.load(cache_file, weights_only=True)
+                return Corpus(vocabulary=cached["vocabulary"], splits=cached["splits"])
+            except Exception:  # cut short outside seqlab (a full disk, a partial copy): tokenize again, replace it
+                pass
 
     corpus = _tokenize(source.load_lines(), tokenizer, vocabulary)
     if cache_file is not None:

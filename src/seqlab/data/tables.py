@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from seqlab.data.decoding import decode_file
 from seqlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -99,24 +100,74 @@ def _probe(url) -> None:
 
 
 def _read_csv_as_text(local, source) -> pd.DataFrame:
-    with open(local, newline="", encoding="utf-8-sig", errors="replace") as f:
-        header = next(csv.reader(f), None)
-    if not header:
-        raise DataError(f"{source} is empty: a CSV with a header line is expected.")
-    if len(set(header)) != len(header):
-        dup = next(name for name in header if header.count(name) > 1)
-        raise DataError(f"{source}: column '{dup}' appears twice in the header. Rename one of them.")
+    header = _check_layout(local, source)
     # Every column as a string, so the checks below see the cells exactly as written.
     as_text = datasets.Features({name: datasets.Value("string") for name in header})
     try:
         ds = datasets.load_dataset("csv", data_files=local, split="train", features=as_text)
     except Exception as e:  # pandas' parser errors (ragged lines, bad quoting) come through here
-        raise DataError(f"{source} could not be read as CSV ({e}). Fix the file's format.") from e
+        raise DataError(f"{source} could not be read as CSV ({_root_cause(e)}). Fix the file's format.") from e
     return ds.to_pandas()
+
+
+def _check_layout(local, source) -> list[str]:
+    """The header, once the file is known to be UTF-8 with named columns and at least one row that fits them.
+
+    pandas would otherwise guess: a first row with one field too many (a trailing comma) silently becomes
+    the index and shifts every column; an empty header name becomes 'Unnamed: 0'.
+    """
+    decoded = decode_file(local, "utf-8")
+    if decoded.bad_offset is not None:
+        raise DataError(
+            f"{source} is not UTF-8 text: {decoded.problem()}. "
+            "Save the file as UTF-8 (iconv -f latin1 -t utf-8 IN > OUT, say)."
+        )
+    try:
+        with open(local, newline="", encoding="utf-8-sig") as f:
+            rows = csv.reader(f)
+            header = next(rows, None)
+            first = next((row for row in rows if row), None)
+            first_line = rows.line_num
+    except csv.Error as e:  # a NUL byte, a field over the csv module's size limit...
+        raise DataError(f"{source} could not be read as CSV ({e}). Fix the file's format.") from None
+    if not header:
+        raise DataError(f"{source} is empty: a CSV with a header line is expected.")
+    if "" in header:
+        raise DataError(f"{source}: column {header.index('') + 1} of the header has no name. Name it or remove it.")
+    if len(set(header)) != len(header):
+        dup = next(name for name in header if header.count(name) > 1)
+        raise DataError(f"{source}: column '{dup}' appears twice in the header. Rename one of them.")
+    broken = next((i for i, name in enumerate(header) if "\n" in name or "\r" in name), None)
+    if broken is not None:  # every message that names it would span lines
+        raise DataError(
+            f"{source}: column {broken + 1} of the header ({header[broken][:40]!r}...) spans lines, a quote left "
+            "open? Close it, or take the line break out of the name."
+        )
+    if first is None:
+        raise DataError(f"{source} has a header but no rows of data. Point data.path at the file with the data.")
+    if len(first) > len(header):
+        raise DataError(
+            f"{source}: line {first_line} has {len(first)} fields but the header names {len(header)} columns. "
+            "Remove the extra field (a trailing comma?) or name its column in the header."
+        )
+    return header
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost error's first line: what pandas said, not `datasets`' 'An error occurred'."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    message = str(error).strip().splitlines()
+    return f"{error.__class__.__name__}: {message[0]}" if message else error.__class__.__name__
 
 
 def _line(row: int) -> int:
     return row + 2  # header is line 1, row 0 is line 2
+
+
+def _one_line(cell) -> str:
+    """A cell as written, its line breaks escaped: an error is one line on the terminal."""
+    return str(cell).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def parse_times(raw: pd.DataFrame, time_column, source, allow_duplicates=False) -> pd.Index:
@@ -133,7 +184,10 @@ def parse_times(raw: pd.DataFrame, time_column, source, allow_duplicates=False) 
             "Set data.time_column to one of them, or data.time_column=null."
         )
     text = raw[time_column]
-    times = pd.to_datetime(text, errors="coerce")
+    try:
+        times = pd.to_datetime(text, errors="coerce")
+    except ValueError:  # UTC offsets that differ (summer and winter time, say): compare the times in UTC
+        times = pd.to_datetime(text, errors="coerce", utc=True)
     bad = np.flatnonzero(times.isna().to_numpy())
     if len(bad):
         row = bad[0]
@@ -141,7 +195,8 @@ def parse_times(raw: pd.DataFrame, time_column, source, allow_duplicates=False) 
             f"{source}: column '{time_column}' has an unreadable timestamp {text.iloc[row]!r} at line {_line(row)}. "
             "Fix that cell or remove the row."
         )
-    steps = np.diff(times.to_numpy())
+    utc = times.dt.tz_convert(None) if times.dt.tz is not None else times  # offsets: in order once in UTC
+    steps = np.diff(utc.to_numpy())
     zero = np.timedelta64(0)
     wrong = np.flatnonzero((steps < zero) | ((steps == zero) & (not allow_duplicates)))
     if len(wrong):
@@ -152,7 +207,7 @@ def parse_times(raw: pd.DataFrame, time_column, source, allow_duplicates=False) 
             what, fix = "goes back before", "Sort the file by time."
         raise DataError(
             f"{source}: column '{time_column}' is not strictly increasing: line {_line(row)} "
-            f"({text.iloc[row]}) {what} line {_line(row - 1)} ({text.iloc[row - 1]}). {fix}"
+            f"({_one_line(text.iloc[row])}) {what} line {_line(row - 1)} ({_one_line(text.iloc[row - 1])}). {fix}"
         )
     return pd.DatetimeIndex(times)
 
@@ -207,6 +262,13 @@ def parse_numbers(text: pd.DataFrame, source, fill) -> np.ndarray:
             raise DataError(
                 f"{source}: column '{name}' has a non-numeric value {text[name].iloc[row]!r} at line {_line(row)}. "
                 "Fix that cell or remove the row."
+            )
+        infinite = np.flatnonzero(np.isinf(numbers[name].to_numpy()))  # "inf", or 1e999 read as inf
+        if len(infinite):
+            row = infinite[0]
+            raise DataError(
+                f"{source}: column '{name}' has an infinite value {text[name].iloc[row]!r} at line {_line(row)}. "
+                "Replace it with a number, or leave the cell empty and set data.fill."
             )
     if fill is None:
         for name in text.columns:

@@ -6,15 +6,16 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from seqlab.data.corpus import Corpus, CorpusSource, build_corpus
+from seqlab.data.resume import ResumesMidEpoch
 from seqlab.data.stream import TokenStream
 from seqlab.errors import ConfigError, DataError
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
     """Any text corpus, local or from the hub, word- or character-level.
 
     When only a training file is given, validation and test are carved off its end (contiguously, so
-    the stream stays in order) by `val_fraction` and `test_fraction`.
+    the stream stays in order) by `val_fraction` and `test_fraction`. `encoding` is the local files'.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class TextDataModule(L.LightningDataModule):
         test_fraction: float = 0.05,
         cache_dir: str | None = None,
         vocabulary: list[str] | None = None,
+        encoding: str = "utf-8",
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt)):
@@ -39,7 +41,8 @@ class TextDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
-        self.source = CorpusSource(hub_name, hub_config, text_column, data_dir, dict(files) if files else None)
+        files = dict(files) if files else None
+        self.source = CorpusSource(hub_name, hub_config, text_column, data_dir, files, encoding)
         self.tokenizer = tokenizer
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -77,6 +80,8 @@ class TextDataModule(L.LightningDataModule):
                 "lower data.batch_size / data.eval_batch_size"
             )
         stream = TokenStream(tokens, batch_size, self.bptt, rank, world_size)
+        if split == "train":  # a killed run resumes mid-stream
+            return self.resumable_loader(stream, batch_size=None)
         return DataLoader(stream, batch_size=None)  # each item is already a batch, in stream order
 
     def train_dataloader(self) -> DataLoader:

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from seqlab.data.resume import ResumesMidEpoch
 from seqlab.data.tables import Table, check_choices, choose_columns, load_table
-from seqlab.data.windows import SPLITS, Standardizer, WindowDataset, split_borders
+from seqlab.data.windows import SPLITS, Standardizer, WindowDataset, check_finite, split_borders
 from seqlab.errors import ConfigError
 
 
-class ForecastDataModule(L.LightningDataModule):
+class ForecastDataModule(ResumesMidEpoch, L.LightningDataModule):
     """Windows (x [lookback, n_inputs], y [horizon, n_outputs], x's first row) from one CSV file.
 
     features: M every numeric column in and out (`target` unused), S the target(s) in and out,
@@ -92,9 +93,11 @@ class ForecastDataModule(L.LightningDataModule):
         self.target_index = list(range(n_in - n_out, n_in))
         self.borders = split_borders(self.split, len(table.values), self.lookback, self.horizon, table.source)
         start, stop = self.borders["train"]
-        self.scaler = Standardizer.fit(table.values[start:stop]) if self.scale else Standardizer.identity(n_in)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflows are refused by check_finite, with the fix
+            self.scaler = Standardizer.fit(table.values[start:stop]) if self.scale else Standardizer.identity(n_in)
+            scaled = self.scaler.transform(table.values)
+        check_finite(scaled, table.values, self.scaler, self.input_names, table.source, self.scale)
         self.target_scaler = self.scaler.select(self.target_index)
-        scaled = self.scaler.transform(table.values)
         for name, (start, stop) in self.borders.items():
             self.datasets[name] = WindowDataset(
                 scaled[start:stop], self.target_index, self.lookback, self.horizon, self.stride, first_row=start
@@ -135,7 +138,8 @@ class ForecastDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         # drop_last stays False everywhere: the benchmark code's drop_last=True on test skipped
         # windows, and scores over a different set of windows do not compare.
-        return DataLoader(
+        make = self.resumable_loader if split == "train" else DataLoader  # a killed run resumes mid-epoch
+        return make(
             self.datasets[split],
             batch_size=batch_size,
             shuffle=shuffle,

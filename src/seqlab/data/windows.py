@@ -61,7 +61,9 @@ def _ratio_borders(n_rows: int, lookback: int) -> dict[str, tuple[int, int]]:
 
 
 def _ratio_rows_needed(lookback: int, horizon: int) -> int:
-    n = lookback + horizon
+    # Start where the three splits (about 0.7n, 0.1n + 2 and 0.2n rows) could first fit, not at lookback +
+    # horizon: stepping one row at a time from there took minutes for a horizon of 10**9.
+    n = max(lookback + horizon, -(-10 * (lookback + horizon) // 7) - 2, 10 * (horizon - 2), 5 * horizon - 2)
     while any(stop - start < lookback + horizon for start, stop in _ratio_borders(n, lookback).values()):
         n += 1
     return n
@@ -105,6 +107,27 @@ class Standardizer:
             return (torch.as_tensor(self.mean, dtype=values.dtype, device=values.device),
                     torch.as_tensor(self.std, dtype=values.dtype, device=values.device))
         return self.mean, self.std
+
+
+def check_finite(scaled: np.ndarray, original: np.ndarray, scaler: Standardizer, names: list[str], source: str,
+                 scale: bool) -> None:
+    """The nets compute in float32: a column whose mean or std overflows float64 (values near 1e154 and up)
+    would be scaled to zeros or NaN, one beyond 3.4e38 left unscaled would be inf, and either would train
+    without a word. Refuse it here, with the fix."""
+    overflowed = ~(np.isfinite(scaler.mean) & np.isfinite(scaler.std))
+    with np.errstate(over="ignore"):
+        beyond = ~np.isfinite(scaled.astype(np.float32))
+    if overflowed.any():
+        column = int(np.flatnonzero(overflowed)[0])
+        what = f"values up to {np.abs(original[:, column]).max():.3g} overflow its mean or standard deviation"
+        fix = "divide the column by a power of ten"
+    elif beyond.any():
+        row, column = np.argwhere(beyond)[0]
+        what = f"a value {original[row, column]:.3g} (line {row + 2}) beyond float32's range"
+        fix = "divide the column by a power of ten" + ("" if scale else ", or set data.scale=true")
+    else:
+        return
+    raise DataError(f"{source}: column '{names[column]}' cannot be used as it is: {what}; {fix}.")
 
 
 class WindowDataset(Dataset):

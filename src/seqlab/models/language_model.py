@@ -165,6 +165,11 @@ class LanguageModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["vocabulary"] = self.vocabulary
+        # The state carried into the next training batch: a run resumed mid-epoch goes on from it.
+        checkpoint["train_state"] = self.state.get("train")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.vocabulary = checkpoint.get("vocabulary")
+        state = checkpoint.get("train_state")
+        if state is not None:
+            self.state["train"] = tuple(s.to(self.device) for s in state) if isinstance(state, tuple) else state.to(self.device)

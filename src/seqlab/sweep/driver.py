@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from seqlab.config_schema import check_config
 from seqlab.errors import ConfigError, SeqlabError
 from seqlab.runs import reported_errors
 from seqlab.sweep import study as studies
@@ -55,6 +56,7 @@ def run(cfg: DictConfig) -> float:
 
 
 def _run(cfg: DictConfig, sweep_dir: Path) -> float:
+    check_config(cfg)  # the trials' shared config: one line now rather than a failure in every trial
     search = cfg.hparams_search
     space = check_space(search.params, cfg)
     if not space:

@@ -3,12 +3,14 @@ and written back as the Hydra overrides that make the trial's run."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from seqlab.config_schema import check_config
 from seqlab.errors import ConfigError
 
 KINDS = ("float", "int", "categorical")
@@ -35,7 +37,21 @@ def check_space(params: Mapping, train_cfg: DictConfig) -> dict[str, dict]:
         if not key.startswith("+") and OmegaConf.select(train_cfg, key, default=_MISSING) is _MISSING:
             raise ConfigError(f"{where}: the training config has no key {key}; check its spelling, or write +{key} to add it")
         space[key] = spec
+    check_values(space, train_cfg)
     return space
+
+
+def check_values(space: Mapping[str, dict], train_cfg: DictConfig) -> None:
+    """Each choice and both ends of each range through the config checks: a bad value is refused before any trial
+    rather than failing the trials that draw it. The ends suffice: every range a check has is an interval."""
+    for key, spec in space.items():
+        for value in spec["choices"] if spec["type"] == "categorical" else (spec["low"], spec["high"]):
+            trial_cfg = copy.deepcopy(train_cfg)
+            OmegaConf.update(trial_cfg, key.lstrip("+"), value, force_add=True)
+            try:
+                check_config(trial_cfg)
+            except ConfigError as exc:
+                raise ConfigError(f"hparams_search.params.{key}: {exc}") from None
 
 
 _MISSING = object()
