@@ -58,11 +58,13 @@ def test_train_writes_a_complete_run_folder(trained):
     assert (run / "config.yaml").is_file() and (run / "config_tree.log").is_file()
     assert {p.name for p in (run / "checkpoints").glob("*.ckpt")} >= {"last.ckpt"}
     assert Path(metrics["best_checkpoint"]).is_file()
-    # The TensorBoard log, read back: one validation perplexity per epoch, then the best checkpoint's.
+    # The TensorBoard log, read back: one validation perplexity per epoch; the best is the one reported (the
+    # best checkpoint is not validated again after fit: it carries the metrics of the validation that chose it).
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     val_ppl = [e.value for e in events.Scalars("val/ppl")]
-    assert len(val_ppl) == 3 and val_ppl[-1] == pytest.approx(metrics["val/ppl"]) == pytest.approx(min(val_ppl[:2]))
+    assert len(val_ppl) == 2 and metrics["val/ppl"] == pytest.approx(min(val_ppl))
+    assert 0 < metrics["train_seconds"] < metrics["fit_seconds"]  # throughput counts training time only
     assert "train/loss" in events.Tags()["scalars"]
 
 
@@ -82,7 +84,19 @@ def test_resume_continues_from_the_checkpoint(trained):
     assert metrics["epochs"] == 3
     events = EventAccumulator(str(trained / "resumed" / "tensorboard"))
     events.Reload()
-    assert len(events.Scalars("val/ppl")) == 2  # only the third epoch was trained here, then the best one
+    assert len(events.Scalars("val/ppl")) == 1  # only the third epoch was trained (and validated) here
+
+
+def test_the_reported_validation_is_what_validating_the_best_checkpoint_again_gives(trained, monkeypatch):
+    import lightning as L
+
+    from seqlab.checkpoints import load_with_data
+
+    monkeypatch.chdir(trained)  # where the run's relative data.data_dir points from
+    metrics = json.loads((trained / "run" / "metrics.json").read_text())
+    model, datamodule = load_with_data(metrics["best_checkpoint"], cache_dir=str(trained / "cache"))
+    again = L.Trainer(logger=False, enable_progress_bar=False).validate(model, datamodule=datamodule, verbose=False)[0]
+    assert {k: v for k, v in metrics.items() if k.startswith("val/")} == again
 
 
 def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained):

@@ -17,15 +17,19 @@ import rich.syntax
 import rich.tree
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seqlab.errors import OutOfMemory, SeqlabError
+from seqlab.errors import ConfigError, OutOfMemory, SeqlabError
 
 log = logging.getLogger("seqlab")
 
 
 def print_config(cfg: DictConfig, output_dir: Path) -> None:
-    """Print the resolved config as a tree, and keep it (tree and YAML) in the run folder."""
+    """Print the resolved config as a tree, and keep it (tree and YAML) in the run folder. Rank 0's job only, in
+    a run of several processes: the others share its folder."""
+    if rank_zero_only.rank != 0:
+        return
     tree = rich.tree.Tree("config", guide_style="dim")
     for key, value in cfg.items():
         text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
@@ -116,6 +120,54 @@ def reported_errors(output_dir: Path | None, keep: bool = False) -> Iterator[Non
             shutil.rmtree(output_dir, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+ONE_PROCESS_A_TRIAL = "set trainer.devices=1 and run trials side by side with hparams_search.workers=N"
+
+
+def processes(trainer: DictConfig) -> int:
+    """How many processes a `trainer` config starts: devices times nodes. A device count left to Lightning on a GPU
+    (`auto`, -1) counts as 2, that is several; on a CPU, `auto` is one device."""
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, str) and "," in devices:  # "0,1": those GPUs
+        devices = [d for d in devices.split(",") if d.strip()]
+    if isinstance(devices, (list, tuple, ListConfig)):
+        count = len(devices)
+    elif str(devices).strip() in ("auto", "-1"):
+        count = 1 if str(devices).strip() == "auto" and trainer.get("accelerator") == "cpu" else 2
+    else:
+        count = int(devices)
+    return count * int(trainer.get("num_nodes") or 1)
+
+
+def check_processes(cfg: DictConfig) -> None:
+    """Refuse, in one line and before any process starts, what a run of several processes cannot do here."""
+    count = processes(cfg.trainer)
+    if count == 1:
+        return
+    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes")
+    what = f"trainer.devices={devices} trainer.num_nodes={nodes} start {count} processes"
+    if cfg.get("trial"):
+        raise ConfigError(f"{what}; a sweep trial runs in one process: " + ONE_PROCESS_A_TRIAL)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    if hydra.mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"{what}, which a Hydra multirun (-m) cannot (Lightning starts each process with the whole command line): "
+            "launch each run as a command of its own, or sweep with scripts/sweep.py and one process a trial"
+        )
+    launched = (os.environ.get("TORCHELASTIC_RUN_ID") is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1) or (
+        int(os.environ.get("SLURM_NTASKS", 1)) > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    )
+    if launched and not any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in hydra.overrides.hydra):
+        raise ConfigError(
+            "under torchrun or srun each process names its run folder by its own clock: give them one, "
+            "hydra.run.dir=outputs/train/runs/NAME (docs/distributed.md)"
+        )
 
 
 def seed(cfg: DictConfig) -> None:

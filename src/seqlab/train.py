@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
@@ -14,18 +15,63 @@ from seqlab.checkpointing import AtomicCheckpointIO
 from seqlab.config_schema import check_config
 from seqlab.errors import SeqlabError
 from seqlab.reporting import report_run
-from seqlab.runs import build, build_all, log, print_config, reported_errors, seed, write_json
+from seqlab.runs import build, build_all, check_processes, log, print_config, reported_errors, seed, write_json
 from seqlab.sweep.trial import is_pruned, pruning_callbacks
 
 
 class SaveRunConfig(L.Callback):
-    """Put the run's resolved config in every checkpoint, so eval and generate need nothing else."""
+    """Put the run's resolved config in every checkpoint, so eval and generate need nothing else, and, in one
+    saved right after a validation, that validation's metrics: the run reports them for its best checkpoint
+    instead of validating the same weights again after fit."""
 
     def __init__(self, config: dict) -> None:
         self.config = config
+        self.validated: tuple[int, dict] | None = None  # (step, val metrics) of the last validation in fit
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.validated = (trainer.global_step, metrics)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["seqlab_config"] = self.config
+        if self.validated and self.validated[0] == trainer.global_step:
+            checkpoint["val_metrics"] = self.validated[1]
+
+
+class FitClock(L.Callback):
+    """The seconds fit spent training: from the training loop's start (after the processes, the data and the
+    sanity check are set up) to its end, less its validation passes. Throughput counts this time only."""
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self._started = self._validation_started = 0.0
+        self._validating = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._started, self._validating = time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._validating += time.perf_counter() - self._validation_started
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.train_seconds = time.perf_counter() - self._started - self._validating
+
+
+class LogProcesses(L.Callback):
+    """In a run of several processes, say how many and how many threads each uses: Lightning's launchers give each
+    process its share of the cores (cores // processes, unless OMP_NUM_THREADS is set), and processes that each use
+    every core run several times slower than one alone."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit" and trainer.world_size > 1:
+            threads = trainer.strategy.all_gather(torch.tensor(torch.get_num_threads())).tolist()
+            if trainer.is_global_zero:
+                backend = getattr(trainer.strategy, "process_group_backend", None)
+                log.info("%d processes (%s), threads per process: %s", trainer.world_size, backend, threads)
 
 
 class DivergenceError(SeqlabError):
@@ -70,6 +116,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     started = time.perf_counter()
     print_config(cfg, output_dir)
     check_config(cfg)  # a bad value stops here, before any data is read
+    check_processes(cfg)  # and what several processes cannot do
     seed(cfg)
 
     datamodule = build(cfg.data)
@@ -79,7 +126,9 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     pruning = pruning_callbacks(cfg.get("trial"))
-    callbacks = build_all(cfg.get("callbacks")) + [SaveRunConfig(resolved), StopOnDivergence(), *pruning]
+    clock = FitClock()
+    callbacks = build_all(cfg.get("callbacks")) + [SaveRunConfig(resolved), StopOnDivergence(), clock, *pruning]
+    callbacks.append(LogProcesses())
     loggers = build_all(cfg.get("logger"))
     if not loggers:  # nothing to report learning rates to, and Lightning refuses the monitor then
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -107,6 +156,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         report_run(trainer, cfg, {})  # its settings and best validation still belong in the HParams view
         return None
     fit_seconds = time.perf_counter() - fit_started
+    train_seconds = clock.train_seconds
     # With weight averaging (callbacks=ema) the checkpoints' state_dict holds the averaged weights, the
     # ones validated during fit. Left in place, the callback would load the raw weights back
     # (current_model_state) for the validation and test below: its job ends with fit. So does pruning's.
@@ -117,7 +167,12 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     ckpt = "best" if best else None
     metrics = {}
     if cfg.get("test", True):
-        metrics.update(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0])
+        # The best checkpoint holds the metrics of the validation that chose it: the same weights, data and code.
+        validated = None
+        if best and trainer.is_global_zero:
+            validated = torch.load(best, map_location="cpu", weights_only=True).get("val_metrics")
+        validated = trainer.strategy.broadcast(validated)  # every process validates again, or none does
+        metrics.update(validated or trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0])
         metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0])
     else:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
@@ -129,12 +184,15 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         "epochs": trainer.current_epoch,
         "parameters": sum(p.numel() for p in model.parameters()),
         "fit_seconds": round(fit_seconds, 3),
+        "train_seconds": round(train_seconds, 3),  # the training loop without its validation passes
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
     for unit in ("tokens", "windows"):
         counted = getattr(model, f"train_{unit}", None)
-        if counted is not None and fit_seconds > 0:
-            summary[f"train_{unit}_per_second"] = round(int(counted) / fit_seconds, 1)
+        if counted is not None:  # each process counted its own share: the run's throughput is their sum
+            counted = trainer.strategy.reduce(counted.detach().clone(), reduce_op="sum")
+        if counted is not None and train_seconds > 0:
+            summary[f"train_{unit}_per_second"] = round(int(counted) / train_seconds, 1)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", summary)
         report_run(trainer, cfg, summary)  # HParams view, W&B summary; closes the W&B run

@@ -9,6 +9,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import pandas as pd
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from seqlab.data.resume import ResumesMidEpoch
@@ -139,10 +140,18 @@ class ForecastDataModule(ResumesMidEpoch, L.LightningDataModule):
         # drop_last stays False everywhere: the benchmark code's drop_last=True on test skipped
         # windows, and scores over a different set of windows do not compare.
         make = self.resumable_loader if split == "train" else DataLoader  # a killed run resumes mid-epoch
+        dataset, sampler = self.datasets[split], None
+        world_size = self.trainer.world_size if self.trainer else 1
+        if split != "train" and world_size > 1:
+            # Lightning's distributed sampler would pad the last round by repeating windows, which changes the
+            # scores: rank r scores windows r, r + world_size, ... instead, each window once.
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=self.trainer.global_rank,
+                                                   shuffle=False)
         return make(
-            self.datasets[split],
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -78,11 +78,15 @@ class Forecaster(L.LightningModule):
             return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
 
         self.val_errors = errors()
+        self.val_loss = MeanMetric()  # weighted by windows: exact over uneven batches and processes
         self.test_errors = nn.ModuleDict(
             {name: errors() for name in ("model", "model_unscaled", "repeat_last", "seasonal_naive")}
         )
         self.test_coverage = MeanMetric()
         self.register_buffer("train_windows", torch.zeros((), dtype=torch.long), persistent=False)
+        # Each process counts its own windows (train.py sums them): DDP must not overwrite the count with rank 0's
+        # before every step, as it does with buffers.
+        self._ddp_params_and_buffers_to_ignore = ["train_windows"]
 
     def forward(self, x: torch.Tensor, start: torch.Tensor | None = None):
         return self.net(x, start)
@@ -128,7 +132,7 @@ class Forecaster(L.LightningModule):
             x, y = self._stretch(x, y)
         loss = self.loss(self.net(x, start), y)
         self.train_windows += x.shape[0]
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     def _stretch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,12 +147,14 @@ class Forecaster(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y, start = batch
         output = self.net(x, start)
-        self.log("val/loss", self.loss(output, y), on_epoch=True, batch_size=x.shape[0])
+        self.val_loss.update(self.loss(output, y), weight=x.shape[0])
         self.val_errors.update(self.point(output), y)
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict({f"val/{k}": v for k, v in self.val_errors.compute().items()}, prog_bar=True)
+        self.log("val/loss", self.val_loss.compute())
         self.val_errors.reset()
+        self.val_loss.reset()
 
     def test_step(self, batch, batch_idx):
         x, y, start = batch

@@ -62,6 +62,9 @@ class LanguageModel(L.LightningModule):
         self.test_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
         self.state: dict[str, State | None] = {}
         self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
+        # Each process counts its own tokens (train.py sums them): DDP must not overwrite the count with rank 0's
+        # before every step, as it does with buffers.
+        self._ddp_params_and_buffers_to_ignore = ["train_tokens"]
 
     def forward(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         return self.net(tokens, state)

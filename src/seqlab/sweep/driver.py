@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from seqlab.config_schema import check_config
 from seqlab.errors import ConfigError, SeqlabError
-from seqlab.runs import reported_errors
+from seqlab.runs import ONE_PROCESS_A_TRIAL, processes, reported_errors
 from seqlab.sweep import study as studies
 from seqlab.sweep import trial_process
 from seqlab.sweep.runs_table import add_row, metric_columns
@@ -57,6 +57,11 @@ def run(cfg: DictConfig) -> float:
 
 def _run(cfg: DictConfig, sweep_dir: Path) -> float:
     check_config(cfg)  # the trials' shared config: one line now rather than a failure in every trial
+    if processes(cfg.trainer) > 1:  # a trial is one process; its share of the cores is set below
+        raise ConfigError(
+            f"trainer.devices={cfg.trainer.devices} trainer.num_nodes={cfg.trainer.num_nodes}: a sweep runs each "
+            f"trial in one process; {ONE_PROCESS_A_TRIAL}"
+        )
     search = cfg.hparams_search
     space = check_space(search.params, cfg)
     if not space:
