@@ -26,8 +26,12 @@ def test_processes_building_one_cache_at_once_all_get_the_same_tokens(tmp_path):
     reference = build_corpus(CorpusSource(data_dir=str(corpus)))
     expected = [len(reference.vocabulary), *(int(reference.splits[s].sum()) for s in ("train", "validation", "test"))]
     assert results == [expected] * processes
-    cached = list((tmp_path / "cache").iterdir())
-    assert len(cached) == 1 and torch.load(cached[0], weights_only=True)["vocabulary"] == reference.vocabulary
+    cache = tmp_path / "cache"
+    (entry,) = cache.glob("corpus-*.pt")  # one entry, its ids beside it, no build folder left behind
+    assert sorted(p.name for p in cache.glob("corpus-*")) == [entry.with_suffix(".npy").name, entry.name]
+    assert not list(cache.glob(".build-*"))
+    again = build_corpus(CorpusSource(data_dir=str(corpus)), cache_dir=str(cache))
+    assert again.vocabulary == reference.vocabulary
 
 
 def test_a_half_written_cache_entry_is_rebuilt_not_read(tmp_path):
@@ -37,4 +41,16 @@ def test_a_half_written_cache_entry_is_rebuilt_not_read(tmp_path):
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # a copy cut short, a full disk
     again = build_corpus(CorpusSource(data_dir=str(corpus)), cache_dir=str(tmp_path / "cache"))
     assert again.vocabulary == first.vocabulary and torch.equal(again.splits["train"], first.splits["train"])
-    assert torch.load(entry, weights_only=True)["vocabulary"] == first.vocabulary
+    replaced = build_corpus(CorpusSource(data_dir=str(corpus)), cache_dir=str(tmp_path / "cache"))
+    assert replaced.vocabulary == first.vocabulary  # from the rebuilt entry
+
+
+def test_a_cut_ids_file_is_rebuilt_not_read(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    first = build_corpus(CorpusSource(data_dir=str(corpus)), cache_dir=str(tmp_path / "cache"))
+    (ids,) = (tmp_path / "cache").glob("corpus-*.npy")
+    whole = ids.stat().st_size
+    ids.write_bytes(ids.read_bytes()[: whole - 8])  # one id short: a partial copy, a full disk
+    again = build_corpus(CorpusSource(data_dir=str(corpus)), cache_dir=str(tmp_path / "cache"))
+    assert all(torch.equal(again.splits[s], first.splits[s]) for s in first.splits)
+    assert ids.stat().st_size == whole  # replaced by a whole one

@@ -37,10 +37,10 @@ def test_second_build_reads_the_cache(corpus_dir, tmp_path, monkeypatch):
     first = build_corpus(source, cache_dir=str(tmp_path / "cache"))
     assert len(list((tmp_path / "cache").glob("corpus-*.pt"))) == 1
 
-    def no_loading(self):
+    def no_loading(self, work_dir):
         raise AssertionError("tokenized again despite the cache")
 
-    monkeypatch.setattr(CorpusSource, "load_lines", no_loading)
+    monkeypatch.setattr(CorpusSource, "load_text", no_loading)
     second = build_corpus(source, cache_dir=str(tmp_path / "cache"))
     assert second.vocabulary == first.vocabulary
     assert all(torch.equal(second.splits[s], first.splits[s]) for s in first.splits)

@@ -4,8 +4,9 @@ This is the one place that knows the layout (pytorch/examples' `batchify`, witho
 the N - 1 (input, next token) pairs of a stream are cut into `batch_size * world_size` contiguous
 columns of equal length; each process takes its own `batch_size` neighbouring columns, and batch k
 holds time steps [k * bptt, (k + 1) * bptt) of every column, so the hidden state left by batch k is the
-right start for batch k + 1. The last column is padded with `ignore_index` targets, so every pair is
-scored exactly once whatever the batch size, and every process sees the same number of batches.
+right start for batch k + 1. The tail (of the last column, or of the last few in a short stream) is
+padded with `ignore_index` targets, so every pair is scored exactly once whatever the batch size, and every
+process sees the same number of batches.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import math
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import IterableDataset
 
 IGNORE_INDEX = -100
@@ -25,6 +25,11 @@ class TokenStream(IterableDataset):
 
     Iterable on purpose: Lightning leaves iterable datasets unsampled, so no distributed sampler can
     shuffle or re-deal the columns; this class does the sharding itself.
+
+    Nothing is copied up front: `tokens` may be memory-mapped (a cached corpus, 103 million tokens for
+    WikiText-103) and each process reads only its own columns, a window at a time. A window inside the
+    stream is a view of `tokens` (strided: one row per column); only windows that reach past the last pair
+    are gathered and padded.
     """
 
     def __init__(
@@ -37,21 +42,38 @@ class TokenStream(IterableDataset):
     ) -> None:
         if tokens.dim() != 1 or tokens.numel() < 2:
             raise ValueError("a token stream needs a 1-D tensor of at least 2 tokens")
-        columns = batch_size * world_size
-        inputs, targets = tokens[:-1], tokens[1:]
-        self.num_targets = targets.numel()
-        length = math.ceil(self.num_targets / columns)
-        pad = length * columns - self.num_targets
-        inputs = F.pad(inputs, (0, pad), value=0).view(columns, length)
-        targets = F.pad(targets, (0, pad), value=IGNORE_INDEX).view(columns, length)
-        share = slice(rank * batch_size, (rank + 1) * batch_size)
-        self.inputs, self.targets = inputs[share], targets[share]
-        self.bptt = bptt
+        self.tokens = tokens if tokens.is_contiguous() else tokens.contiguous()
+        self.num_targets = tokens.numel() - 1  # (input, next token) pairs
+        self.length = math.ceil(self.num_targets / (batch_size * world_size))  # steps per column
+        self.first = rank * batch_size * self.length  # stream position of this rank's first column
+        self.batch_size, self.bptt = batch_size, bptt
 
     def __len__(self) -> int:
-        return math.ceil(self.inputs.shape[1] / self.bptt)
+        return math.ceil(self.length / self.bptt)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.inputs.shape[1], self.bptt):
-            stop = start + self.bptt
-            yield self.inputs[:, start:stop], self.targets[:, start:stop]
+        for start in range(0, self.length, self.bptt):
+            yield self._window(start, min(start + self.bptt, self.length))
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """This rank's columns as one [batch_size, steps] tensor, the tail padded with 0 (a copy)."""
+        return self._window(0, self.length)[0].clone()
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The next tokens of `inputs`, the tail padded with IGNORE_INDEX (a copy)."""
+        return self._window(0, self.length)[1].clone()
+
+    def _window(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps [start, stop) of this rank's columns: inputs and targets, [batch_size, stop - start]."""
+        last_column = self.first + (self.batch_size - 1) * self.length
+        if last_column + stop <= self.num_targets:  # every pair is in the stream: views, no copy
+            shape, strides = (self.batch_size, stop - start), (self.length, 1)
+            at = self.tokens.storage_offset() + self.first + start
+            return self.tokens.as_strided(shape, strides, at), self.tokens.as_strided(shape, strides, at + 1)
+        columns = self.first + torch.arange(self.batch_size) * self.length
+        positions = columns[:, None] + torch.arange(start, stop)
+        real = positions < self.num_targets
+        at = positions.clamp(max=self.num_targets - 1)
+        return torch.where(real, self.tokens[at], 0), torch.where(real, self.tokens[at + 1], IGNORE_INDEX)
