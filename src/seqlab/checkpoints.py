@@ -16,6 +16,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from seqlab.config_schema import HYDRA_KEYS
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runs import build
 
@@ -25,7 +26,6 @@ DATAMODULES = (
     "seqlab.data.timeseries.ForecastDataModule",
     "seqlab.data.timeseries.SineDataModule",
 )
-HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 
 
 def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
