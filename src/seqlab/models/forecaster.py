@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, MetricCollection
 
 from seqlab.errors import ConfigError
+from seqlab.models.allocator import reuse_host_memory
 from seqlab.models.baselines import repeat_last, seasonal_naive
 from seqlab.models.forecast_plots import ForecastPlots
 from seqlab.models.optimizers import optimizers_for
@@ -54,6 +55,7 @@ class Forecaster(L.LightningModule):
         plot_windows: int = 3,
     ) -> None:
         super().__init__()
+        reuse_host_memory()  # large tensors reuse the last step's pages (models/allocator.py)
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)} (a probabilistic head sets its own)")
         if huber_delta <= 0:

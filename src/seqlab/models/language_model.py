@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from seqlab.data.corpus import EOS, UNK, tokenize
 from seqlab.data.stream import IGNORE_INDEX
 from seqlab.errors import CheckpointError, ConfigError
+from seqlab.models.allocator import reuse_host_memory
 from seqlab.models.optimizers import optimizers_for
 from seqlab.nn.rnn_lm import RNNLanguageModel, State, detach_state
 
@@ -46,6 +47,7 @@ class LanguageModel(L.LightningModule):
         tokenizer: str = "word",
     ) -> None:
         super().__init__()
+        reuse_host_memory()  # each step's logits reuse the last step's pages (models/allocator.py)
         if loss_scale not in LOSS_SCALES:
             raise ConfigError(f"model.loss_scale={loss_scale!r} is not one of {list(LOSS_SCALES)}")
         if vocabulary is not None and len(vocabulary) != vocab_size:
