@@ -80,22 +80,45 @@ class DivergenceError(SeqlabError):
 
 class StopOnDivergence(L.Callback):
     """Stop at the first non-finite training loss, instead of training on NaNs until the epoch ends, and never let
-    non-finite weights into a checkpoint: the last one written stays the last good one."""
+    non-finite weights into a checkpoint: the last one written stays the last good one.
+
+    A step's loss is read at the end of the next step (or before a checkpoint), from a copy to the host started
+    without waiting: reading it at once would make the host wait for the GPU at every step."""
 
     def __init__(self) -> None:
         self.good_step: int | None = None  # the step of the last checkpoint written
+        self.pending: tuple[torch.Tensor, int, torch.cuda.Event | None] | None = None  # loss on the host, step, copied
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._check_loss(trainer)
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not bool(loss.detach().isfinite()):
-            raise self._diverged(trainer, f"train/loss is {float(loss)} at step {trainer.global_step}")
+        if loss is not None:
+            on_host = loss.detach().to("cpu", non_blocking=True)
+            copied = torch.cuda.Event() if loss.is_cuda else None
+            if copied is not None:
+                copied.record()
+            self.pending = (on_host, trainer.global_step, copied)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._check_loss(trainer)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # Called before the file is written: raising here keeps the previous checkpoint in place.
+        self._check_loss(trainer)
         bad = next((name for name, p in pl_module.named_parameters() if not bool(p.detach().isfinite().all())), None)
         if bad is not None:
             raise self._diverged(trainer, f"weight {bad} is not finite after step {trainer.global_step}")
         self.good_step = trainer.global_step
+
+    def _check_loss(self, trainer) -> None:
+        if self.pending is None:
+            return
+        loss, step, copied = self.pending
+        self.pending = None
+        if copied is not None:
+            copied.synchronize()
+        if not bool(loss.isfinite()):
+            raise self._diverged(trainer, f"train/loss is {float(loss)} at step {step}")
 
     def _diverged(self, trainer, what: str) -> DivergenceError:
         callback = trainer.checkpoint_callback

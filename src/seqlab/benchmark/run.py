@@ -44,7 +44,7 @@ def benchmark(cfg: DictConfig) -> dict:
         device = torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
         if cfg.trainer.accelerator == "auto" and torch.cuda.is_available():
             device = torch.device("cuda")
-        project, spec = lm(cfg, bench) if bench["task"] == "lm" else forecaster(cfg, bench)
+        project, spec = (lm if bench["task"] == "lm" else forecaster)(cfg, bench, pin=device.type == "cuda")
         spec.update(task=bench["task"], seed=cfg.seed, device=str(device), precision=str(cfg.trainer.precision),
                     threads=bench["threads"], reuse_host_memory=bench["plain_reuses_memory"],
                     peak_size=bench["peak_size"], peak_dtypes=peak_dtypes(device, cfg))
@@ -87,7 +87,7 @@ def peak_dtypes(device: torch.device, cfg: DictConfig) -> list[str]:
 
 
 # --- the two tasks: the project's module and data, and the plain process's spec of the same work ------------
-def lm(cfg: DictConfig, bench: dict):
+def lm(cfg: DictConfig, bench: dict, pin: bool):
     batch_size, bptt, total = bench["batch_size"], bench["bptt"], total_steps(bench)
     if bench["data_dir"]:
         datamodule = build(cfg.data, data_dir=bench["data_dir"], batch_size=batch_size, bptt=bptt)
@@ -100,7 +100,7 @@ def lm(cfg: DictConfig, bench: dict):
         tokens = torch.randint(vocab_size, (batch_size * bptt * total + 1,))
         data = f"random token ids, {tokens.numel():,} tokens"
     stream = TokenStream(tokens, batch_size, bptt)  # the layout of the datamodule's training loader
-    loader = DataLoader(stream, batch_size=None)
+    loader = DataLoader(stream, batch_size=None, pin_memory=pin)  # as the datamodule's (data/pinned.py)
     fit_data = {"datamodule": datamodule} if bench["data_dir"] else {"train_dataloaders": loader}
     sizes = {k: bench[k] for k in ("embedding_dim", "hidden_dim", "num_layers")}
     recipe = OmegaConf.to_container(cfg.lm, resolve=True)
@@ -113,7 +113,7 @@ def lm(cfg: DictConfig, bench: dict):
     return (module, fit_data, recipe["gradient_clip_val"]), spec
 
 
-def forecaster(cfg: DictConfig, bench: dict):
+def forecaster(cfg: DictConfig, bench: dict, pin: bool):
     recipe = OmegaConf.to_container(cfg.forecaster, resolve=True)
     channels, lookback, horizon = recipe["n_channels"], bench["lookback"], bench["horizon"]
     batch_size = bench["batch_size"]
@@ -138,7 +138,7 @@ def forecaster(cfg: DictConfig, bench: dict):
     bench.update(data=data, unit="windows", items_per_step=batch_size, flops=flops)
     spec = {"net": net, "optimizer": optimizer, "loss": recipe["loss"], "batches": batches,
             "gradient_clip_val": recipe["gradient_clip_val"]}
-    fit_data = {"train_dataloaders": DataLoader(batches, batch_size=None)}
+    fit_data = {"train_dataloaders": DataLoader(batches, batch_size=None, pin_memory=pin)}
     return (module, fit_data, recipe["gradient_clip_val"]), spec
 
 

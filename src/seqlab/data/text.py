@@ -6,6 +6,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from seqlab.data.corpus import Corpus, CorpusSource, build_corpus
+from seqlab.data.pinned import pin_memory
 from seqlab.data.resume import ResumesMidEpoch
 from seqlab.data.stream import TokenStream
 from seqlab.errors import ConfigError, DataError
@@ -83,9 +84,10 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
                 "lower data.batch_size / data.eval_batch_size"
             )
         stream = TokenStream(tokens, batch_size, self.bptt, rank, world_size)
+        pin = pin_memory(self.trainer)
         if split == "train":  # a killed run resumes mid-stream
-            return self.resumable_loader(stream, batch_size=None)
-        return DataLoader(stream, batch_size=None)  # each item is already a batch, in stream order
+            return self.resumable_loader(stream, batch_size=None, pin_memory=pin)
+        return DataLoader(stream, batch_size=None, pin_memory=pin)  # each item is already a batch, in stream order
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size)

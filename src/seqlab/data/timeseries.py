@@ -12,6 +12,7 @@ import pandas as pd
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
+from seqlab.data.pinned import pin_memory
 from seqlab.data.resume import ResumesMidEpoch
 from seqlab.data.tables import Table, check_choices, choose_columns, load_table
 from seqlab.data.windows import SPLITS, Standardizer, WindowDataset, check_finite, split_borders
@@ -155,6 +156,7 @@ class ForecastDataModule(ResumesMidEpoch, L.LightningDataModule):
             drop_last=False,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=pin_memory(self.trainer),
         )
 
 

@@ -20,6 +20,7 @@ from seqlab.models.allocator import reuse_host_memory
 from seqlab.models.baselines import repeat_last, seasonal_naive
 from seqlab.models.forecast_plots import ForecastPlots
 from seqlab.models.optimizers import optimizers_for
+from seqlab.models.weighted_mean import WeightedMean
 from seqlab.nn.lstm_forecaster import LSTMForecaster
 
 LOSSES = ("mse", "mae", "huber")
@@ -80,7 +81,7 @@ class Forecaster(L.LightningModule):
             return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
 
         self.val_errors = errors()
-        self.val_loss = MeanMetric()  # weighted by windows: exact over uneven batches and processes
+        self.val_loss = WeightedMean()  # weighted by windows: exact over uneven batches and processes
         self.test_errors = nn.ModuleDict(
             {name: errors() for name in ("model", "model_unscaled", "repeat_last", "seasonal_naive")}
         )

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqlab.data.corpus import EOS, UNK, tokenize
@@ -21,6 +20,7 @@ from seqlab.data.stream import IGNORE_INDEX
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.allocator import reuse_host_memory
 from seqlab.models.optimizers import optimizers_for
+from seqlab.models.weighted_mean import WeightedMean
 from seqlab.nn.rnn_lm import RNNLanguageModel, State, detach_state
 
 # How the optimised loss is scaled; the logged loss is always the mean NLL per token.
@@ -59,7 +59,7 @@ class LanguageModel(L.LightningModule):
         self.net = RNNLanguageModel(vocab_size, embedding_dim, hidden_dim, num_layers, dropout, tie_weights, cell)
         self.vocabulary = vocabulary
         # Mean NLL per token, weighted by token count: exp of it is the perplexity of the whole pass.
-        self.train_nll, self.val_nll, self.test_nll = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_nll, self.val_nll, self.test_nll = WeightedMean(), WeightedMean(), WeightedMean()
         self.val_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
         self.test_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
         self.state: dict[str, State | None] = {}
@@ -81,7 +81,8 @@ class LanguageModel(L.LightningModule):
         loss = nll / count.clamp(min=1)
         getattr(self, f"{split}_nll").update(loss, weight=count)
         if split != "train":
-            getattr(self, f"{split}_acc").update(logits.flatten(0, 1), targets.flatten())
+            # Top-1 predictions: max(-1).indices is argmax (the first maximum), in under half its time on a CPU.
+            getattr(self, f"{split}_acc").update(logits.max(-1).indices.flatten(), targets.flatten())
         return loss, count
 
     def training_step(self, batch, batch_idx):
