@@ -68,11 +68,7 @@ def lm_loop(spec: dict, device: torch.device):
             logits, state = net(x, state)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())  # ignore_index=-100: the padding
         state = tuple(s.detach() for s in state)
-        optimizer.zero_grad()
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        optimizer.step()
+        update(net, optimizer, loss, clip)
 
     return step
 
@@ -91,13 +87,18 @@ def forecaster_loop(spec: dict, device: torch.device):
         count += 1
         with autocast(spec, device):
             loss = loss_fn(net(x, start), y)
-        optimizer.zero_grad()
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        optimizer.step()
+        update(net, optimizer, loss, clip)
 
     return step
+
+
+def update(net: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float | None) -> None:
+    """Backward, clip the gradient norm, step: the end of every hand-written training step."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    optimizer.step()
 
 
 def autocast(spec: dict, device: torch.device):
