@@ -75,10 +75,10 @@ def test_any_trainer_argument_is_set_without_a_plus(overrides):
     "overrides, shown, allowed",
     [
         (["data.bptt=0"], "data.bptt=0", "must be a positive integer"),
-        (["model.dropout=1.5"], "model.dropout=1.5", "must be a number in [0, 1)"),
+        (["model.net.dropout=1.5"], "model.net.dropout=1.5", "must be a number in [0, 1)"),
         (["data=etth1", "model=lstm_forecaster", "data.lookback=-1"], "data.lookback=-1", "must be a positive integer"),
         (["trainer.precision=fp8"], "trainer.precision=fp8", "must be one of 64, 32, 16, transformer-engine"),
-        (["model.hidden_dim=abc"], "model.hidden_dim=abc", "must be a positive integer"),
+        (["model.net.hidden_dim=abc"], "model.net.hidden_dim=abc", "must be a positive integer"),
         (["callbacks.early_stopping.patience=-1"], "callbacks.early_stopping.patience=-1", "must be an integer >= 0"),
         (["+callbacks.model_checkpoint.save_topk=2"], "callbacks.model_checkpoint.save_topk=2",
          "did you mean callbacks.model_checkpoint.save_top_k?"),
@@ -87,7 +87,7 @@ def test_any_trainer_argument_is_set_without_a_plus(overrides):
         (["data=sine", "+data.path=x.csv"], "data.path=x.csv", "is not an argument of seqlab.data.timeseries.Sine"),
         (["model=lstm_forecaster", "model.quantiles=abc"], "model.quantiles=abc", "must be a list of numbers in (0,"),
         (["data=etth1", "data.target=[1,2]"], "data.target=[1,2]", "must be a string or a list of strings"),
-        (["model.cell=transformer"], "model.cell=transformer", "must be one of lstm, gru, rnn"),
+        (["model.net.cell=transformer"], "model.net.cell=transformer", "must be one of lstm, gru, rnn"),
         (["model.optimizer.lr=0"], "model.optimizer.lr=0", "must be a number > 0"),
         (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5", "or a fraction of them in [0, 1]"),
         (["trainer.accelerator=cuda2"], "trainer.accelerator=cuda2", "must be one of auto, gpu, cpu, cuda"),
@@ -128,8 +128,8 @@ def test_every_search_passes_with_every_value_it_can_draw(search):
 
 def test_a_search_range_reaching_a_bad_value_is_refused_before_any_trial():
     cfg = composed("sweep", ["hparams_search=lm_optuna"])
-    cfg.hparams_search.params["model.dropout"].high = 1.5
-    with pytest.raises(ConfigError, match=r"^hparams_search.params.model.dropout: model.dropout=1.5 must be"):
+    cfg.hparams_search.params["model.net.dropout"].high = 1.5
+    with pytest.raises(ConfigError, match=r"^hparams_search.params.model.net.dropout: model.net.dropout=1.5 must be"):
         check_space(cfg.hparams_search.params, cfg)
 
 

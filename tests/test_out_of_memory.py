@@ -12,11 +12,11 @@ from tests.test_scripts import TINY, run_script
 
 def test_a_model_too_big_for_the_host_is_reported_with_the_knobs(tmp_path):
     write_corpus(tmp_path / "corpus")
-    done = run_script("train.py", "data=text", "data.data_dir=corpus", *TINY, "model.hidden_dim=3000000",
+    done = run_script("train.py", "data=text", "data.data_dir=corpus", *TINY, "model.net.hidden_dim=3000000",
                       f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     error = done.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: out of host memory") and "data.batch_size" in error and "model.hidden_dim" in error
+    assert error.startswith("error: out of host memory") and "data.batch_size" in error and "model.net.hidden_dim" in error
     assert not (tmp_path / "run").exists()
 
 

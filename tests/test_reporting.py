@@ -19,7 +19,7 @@ from tests.conftest import REPO, write_corpus
 from tests.servers import free_port, get_json, http_server, post_json, wait_for
 from tests.test_scripts import TINY, run_script
 
-SMALL = [o for o in TINY if not o.startswith("model.hidden_dim=")]  # the sweeps below choose the hidden size
+SMALL = [o for o in TINY if not o.startswith("model.net.hidden_dim=")]  # the sweeps below choose the hidden size
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def tensorboard_sweep(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tb-sweep")
     write_corpus(work / "corpus")
     run_script(
-        "train.py", "-m", "data=text", "data.data_dir=corpus", "trainer.max_epochs=2", "model.hidden_dim=8,16",
+        "train.py", "-m", "data=text", "data.data_dir=corpus", "trainer.max_epochs=2", "model.net.hidden_dim=8,16",
         f"hydra.sweep.dir={work / 'sweep'}", *SMALL, cwd=work,
     )
     return work / "sweep"
@@ -48,7 +48,7 @@ def test_tensorboard_shows_the_sweep_in_its_hparams_view(tensorboard_sweep):
     assert len(curve) == 2 and min(point[2] for point in curve) == pytest.approx(metrics0["val/ppl"])
 
     settings = {info["name"] for info in experiment["hparamInfos"]}
-    assert {"model.hidden_dim", "model.optimizer.lr", "data.bptt", "trainer.max_epochs", "seed"} <= settings
+    assert {"model.net.hidden_dim", "model.optimizer.lr", "data.bptt", "trainer.max_epochs", "seed"} <= settings
     leaked = [n for n in settings if n.split(".")[0] in {"paths", "hydra", "callbacks", "logger"} or "_target_" in n
               or n.endswith(("_dir", ".files.train"))]
     assert not leaked
@@ -61,7 +61,7 @@ def test_tensorboard_shows_the_sweep_in_its_hparams_view(tensorboard_sweep):
         values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
         assert math.isfinite(values["best/val/ppl"]) and values["best/val/ppl"] == pytest.approx(metrics["val/ppl"])
         assert values["test/ppl"] == pytest.approx(metrics["test/ppl"])
-        hidden_sizes.add(group["hparams"]["model.hidden_dim"])
+        hidden_sizes.add(group["hparams"]["model.net.hidden_dim"])
     assert hidden_sizes == {8, 16}
 
 
@@ -69,7 +69,7 @@ def test_wandb_runs_of_a_multirun_share_its_group(tmp_path):
     write_corpus(tmp_path / "corpus")
     run_script(
         "train.py", "-m", "data=text", "data.data_dir=corpus", "logger=wandb", "trainer.max_epochs=1",
-        "model.hidden_dim=8,16", f"hydra.sweep.dir={tmp_path / 'lr-sweep'}", *SMALL, cwd=tmp_path,
+        "model.net.hidden_dim=8,16", f"hydra.sweep.dir={tmp_path / 'lr-sweep'}", *SMALL, cwd=tmp_path,
     )
     for job in ("0", "1"):
         [run] = offline_wandb_runs(tmp_path / "lr-sweep" / job)  # one W&B run per job: the first was finished
@@ -154,7 +154,7 @@ def session_groups(url: str) -> list[dict]:
     request = {
         "experimentName": "",
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
-        "colParams": [{"hparam": "model.hidden_dim"}, {"metric": {"tag": "best/val/ppl"}}],
+        "colParams": [{"hparam": "model.net.hidden_dim"}, {"metric": {"tag": "best/val/ppl"}}],
         "startIndex": 0,
         "sliceSize": 100,
     }

@@ -22,7 +22,7 @@ from tests.servers import free_port, get_json, http_server, postgres
 from tests.test_scripts import run_script
 
 LR = "    model.optimizer.lr: {type: float, low: 0.005, high: 0.05, log: true}\n"
-SMALL = ["data=text", "data.data_dir=corpus", "model.embedding_dim=16", "model.hidden_dim=16", "model.num_layers=1",
+SMALL = ["data=text", "data.data_dir=corpus", "model.net.embedding_dim=16", "model.net.hidden_dim=16", "model.net.num_layers=1",
          "data.batch_size=4", "data.bptt=8", "trainer.max_epochs=2", "logger=csv"]
 
 
@@ -64,7 +64,7 @@ def work(tmp_path) -> Path:
 
 def test_a_sweep_killed_mid_trial_and_launched_again_ends_with_exactly_n_trials(work):
     space = write_space(work, 4, "    model.optimizer.lr: {type: float, low: 0.005, high: 0.05, log: true}\n"
-                                 "    model.dropout: {type: float, low: 0.0, high: 0.3}\n",
+                                 "    model.net.dropout: {type: float, low: 0.0, high: 0.3}\n",
                         "  workers: 2\n  pruner: {_target_: optuna.pruners.NopPruner}\n")
     command = sweep_command(*space, *SMALL, f"hydra.run.dir={work / 'sweep'}")
     sweep = subprocess.Popen(command, cwd=work, env=environment(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -201,8 +201,8 @@ def test_a_sweep_in_which_no_trial_completes_exits_non_zero(work):
         ("    model.hiden_dim: {type: int, low: 8, high: 16}\n", "seed=1", "the training config has no key model.hiden_dim"),
         (LR, "hparams_search.direction=down", "hparams_search.direction='down' is not one of"),
         (LR, "model.optimizer.lr=0.1", "model.optimizer.lr is both searched"),
-        ("    model.dropout: {type: float, low: 0.0, high: 1.5}\n", "seed=1",
-         "hparams_search.params.model.dropout: model.dropout=1.5 must be a number in [0, 1)"),
+        ("    model.net.dropout: {type: float, low: 0.0, high: 1.5}\n", "seed=1",
+         "hparams_search.params.model.net.dropout: model.net.dropout=1.5 must be a number in [0, 1)"),
         (LR, "data.bptt=0", "data.bptt=0 must be a positive integer"),
     ],
 )
@@ -216,7 +216,7 @@ def test_a_bad_search_is_one_clear_line_before_any_trial(work, params, override,
 def test_a_relaunch_with_other_overrides_is_refused_instead_of_mixing_two_setups(work):
     space = write_space(work, 1, LR)
     run_script("sweep.py", *space, *SMALL, f"hydra.run.dir={work / 'sweep'}", cwd=work)
-    done = run_script("sweep.py", *space, *SMALL, "model.hidden_dim=8", f"hydra.run.dir={work / 'sweep'}", cwd=work, check=False)
+    done = run_script("sweep.py", *space, *SMALL, "model.net.hidden_dim=8", f"hydra.run.dir={work / 'sweep'}", cwd=work, check=False)
     assert done.returncode == 2 and "relaunch with the same ones, or set hparams_search.study_name=NEW" in done.stderr
 
 
@@ -229,12 +229,12 @@ def test_override_values_survive_hydras_grammar():
 
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
 def test_a_hydra_grid_writes_runs_csv_as_its_jobs_end(work, launcher):
-    fixed = [o for o in SMALL if not o.startswith("model.hidden_dim")]
+    fixed = [o for o in SMALL if not o.startswith("model.net.hidden_dim")]
     extra = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"] if launcher != "basic" else []
-    run_script("train.py", "-m", *fixed, *extra, "model.hidden_dim=8,16", "seed=1,2", f"hydra.sweep.dir={work / 'grid'}",
+    run_script("train.py", "-m", *fixed, *extra, "model.net.hidden_dim=8,16", "seed=1,2", f"hydra.sweep.dir={work / 'grid'}",
                cwd=work)
     table = rows(work / "grid")
-    settings = {(r["overrides"].split("model.hidden_dim=")[1].split()[0], r["overrides"].split("seed=")[1].split()[0])
+    settings = {(r["overrides"].split("model.net.hidden_dim=")[1].split()[0], r["overrides"].split("seed=")[1].split()[0])
                 for r in table}
     assert settings == {("8", "1"), ("8", "2"), ("16", "1"), ("16", "2")}
     for r in table:

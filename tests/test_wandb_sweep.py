@@ -77,8 +77,8 @@ def test_a_trial_built_by_the_agent_runs_to_the_end(tmp_path):
     [run] = (tmp_path / "outputs" / "train" / "runs").iterdir()  # SEQLAB_ROOT: the run folder is not in the repo
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"]["optimizer"]["lr"] == values["model.optimizer.lr"]
-    assert config["model"]["dropout"] == values["model.dropout"]
-    assert config["model"]["hidden_dim"] == values["model.hidden_dim"]
+    assert config["model"]["net"]["dropout"] == values["model.net.dropout"]
+    assert config["model"]["net"]["hidden_dim"] == values["model.net.hidden_dim"]
     metrics = json.loads((run / "metrics.json").read_text())
     [wandb_run] = offline_wandb_runs(run)
     summary = wandb_records(wandb_run)["summary"]

@@ -44,7 +44,8 @@ def test_the_table_compares_both_programs_with_their_own_perplexities(tmp_path):
     assert len(seqlab[2].split(", ")) == 2 and float(seqlab[1]) == min(map(float, seqlab[2].split(", ")))
     assert float(seqlab[3]) > 1 and seqlab[3] == seqlab[4]  # WT2-small validates and tests on the same file
     ratio = float(re.search(r"\*\*([\d.]+)x\*\*", rows["pytorch/examples / seqlab"]).group(1))
-    assert abs(ratio - float(examples[1]) / float(seqlab[1])) < 0.01
+    theirs, ours = float(examples[1]), float(seqlab[1])  # shown to 0.1 s: the ratio lies within their rounding
+    assert (theirs - 0.05) / (ours + 0.05) - 0.005 <= ratio <= (theirs + 0.05) / (ours - 0.05) + 0.005
     assert "round 1: seqlab" in done.stdout and "round 2: examples" in done.stdout
     assert not list(tmp_path.glob("outputs")), "runs go to a temporary folder"
 

@@ -8,6 +8,7 @@ that asks for anything else is refused with one line, before any of it is instan
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 
@@ -26,6 +27,7 @@ DATAMODULES = (
     "seqlab.data.timeseries.ForecastDataModule",
     "seqlab.data.timeseries.SineDataModule",
 )
+NETS = ("seqlab.nn.rnn_lm.RNNLanguageModel",)  # what `model.net` may name
 
 
 def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
@@ -44,8 +46,10 @@ def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
         raise CheckpointError(f"{path} was not written by scripts/train.py (it holds no seqlab_config)")
     check_names(checkpoint, path)
     module_class = get_class(config["model"]["_target_"])
+    net = config["model"].get("net")
+    parts = {"net": functools.partial(get_class(net["_target_"]), **net_settings(net))} if net else {}
     try:
-        model = module_class(**checkpoint.get("hyper_parameters", {}))
+        model = module_class(**checkpoint.get("hyper_parameters", {}), **parts)
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"])
     except CheckpointError:
@@ -72,6 +76,11 @@ def check_names(checkpoint: dict, path: Path) -> None:
         target = conf.get("_target_") if isinstance(conf, dict) else None
         if not isinstance(target, str) or target not in allowed:
             raise refuse(f"its {section} is {_shown(target)}, not one of {', '.join(allowed)}")
+    net = config["model"].get("net")
+    if net is not None:
+        target = net.get("_target_") if isinstance(net, dict) else None
+        if not isinstance(target, str) or target not in NETS:
+            raise refuse(f"its model.net is {_shown(target)}, not one of {', '.join(NETS)}")
     hparams = checkpoint.get("hyper_parameters", {})
     if not isinstance(hparams, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise refuse("its hyper_parameters or state_dict is not a mapping")
@@ -79,11 +88,17 @@ def check_names(checkpoint: dict, path: Path) -> None:
     if vocabulary is not None and not (isinstance(vocabulary, list) and all(isinstance(t, str) for t in vocabulary)
                                        and len(vocabulary) == hparams.get("vocab_size", len(vocabulary))):
         raise CheckpointError(f"{path} is refused: its vocabulary is not a list of words, one per row of the model's")
-    places = {"data": {k: v for k, v in config["data"].items() if k != "_target_"}, "hyper_parameters": hparams}
+    places = {"data": {k: v for k, v in config["data"].items() if k != "_target_"}, "hyper_parameters": hparams,
+              "model.net": net_settings(net) if net is not None else {}}
     for place, values in places.items():
         found = _instantiation_key(values)
         if found:
             raise refuse(f"its {place} holds {found}, which would be called on load")
+
+
+def net_settings(net: dict) -> dict:
+    """The arguments of `model.net`, without the keys that tell Hydra what to build."""
+    return {k: v for k, v in net.items() if k not in ("_target_", "_partial_")}
 
 
 def _instantiation_key(value) -> str | None:

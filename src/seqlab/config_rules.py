@@ -120,11 +120,16 @@ def _forecast_data() -> dict[str, Allowed]:
 
 def _language_model() -> dict[str, Allowed]:
     from seqlab.models.language_model import LOSS_SCALES
+
+    return {"loss_scale": one_of(*LOSS_SCALES)}
+
+
+def _rnn_lm() -> dict[str, Allowed]:
     from seqlab.nn.cells import CELLS
 
     return {
         "embedding_dim": POSITIVE, "hidden_dim": POSITIVE, "num_layers": POSITIVE, "dropout": DROPOUT,
-        "cell": one_of(*CELLS), "loss_scale": one_of(*LOSS_SCALES),
+        "cell": one_of(*CELLS),
     }
 
 
@@ -190,6 +195,7 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.data.timeseries.ForecastDataModule": _forecast_data,
     "seqlab.data.timeseries.SineDataModule": lambda: {"length": POSITIVE, "n_series": POSITIVE, "noise": NOT_NEGATIVE},
     "seqlab.models.language_model.LanguageModel": _language_model,
+    "seqlab.nn.rnn_lm.RNNLanguageModel": _rnn_lm,
     "seqlab.models.forecaster.Forecaster": _forecaster,
     "torch.optim.optimizer.Optimizer": lambda: {
         "lr": POSITIVE_NUMBER, "weight_decay": NOT_NEGATIVE, "momentum": NOT_NEGATIVE,
@@ -221,6 +227,7 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
     "seqlab.models.language_model.LanguageModel": {
         name: "it comes from the data" for name in ("vocab_size", "vocabulary", "tokenizer")
     },
+    "seqlab.nn.rnn_lm.RNNLanguageModel": {"vocab_size": "it comes from the data"},
     "seqlab.models.forecaster.Forecaster": {
         name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon", "season")
     },

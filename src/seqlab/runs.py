@@ -78,8 +78,9 @@ def read_json(path: Path) -> dict:
 
 
 MEMORY_KNOBS = (
-    "lower data.batch_size / data.eval_batch_size, data.bptt or data.lookback, or model.hidden_dim "
-    "(trainer.accumulate_grad_batches=N keeps the effective batch; on a GPU, trainer.precision=bf16-mixed)"
+    "lower data.batch_size / data.eval_batch_size, data.bptt or data.lookback, or model.net.hidden_dim "
+    "(a forecaster's model.hidden_dim); trainer.accumulate_grad_batches=N keeps the effective batch, and on a GPU "
+    "trainer.precision=bf16-mixed halves the activations"
 )
 
 

@@ -1,3 +1,5 @@
+import functools
+import inspect
 import math
 
 import lightning as L
@@ -8,14 +10,17 @@ import torch.nn.functional as F
 from seqlab.data.stream import TokenStream
 from seqlab.errors import ConfigError
 from seqlab.models.language_model import LanguageModel
+from seqlab.nn.rnn_lm import RNNLanguageModel
 
 VOCAB = 17
 
 
 def make_model(**overrides) -> LanguageModel:
+    """A small LanguageModel; a net setting (hidden_dim, cell...) or a module one (loss_scale...) in `overrides`."""
     torch.manual_seed(0)
-    kwargs = dict(vocab_size=VOCAB, embedding_dim=8, hidden_dim=12, num_layers=2, dropout=0.0)
-    return LanguageModel(**{**kwargs, **overrides}).eval()
+    net = {"embedding_dim": 8, "hidden_dim": 12, "num_layers": 2, "dropout": 0.0}
+    net.update({k: overrides.pop(k) for k in list(overrides) if k in inspect.signature(RNNLanguageModel).parameters})
+    return LanguageModel(**{"vocab_size": VOCAB, **overrides}, net=functools.partial(RNNLanguageModel, **net)).eval()
 
 
 def stream_ppl(model: LanguageModel, tokens, batch_size: int, bptt: int, carry: bool = True) -> float:

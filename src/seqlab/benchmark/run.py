@@ -10,6 +10,7 @@ doing falls on both; only one of them computes at any time.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from seqlab.data.stream import TokenStream
 from seqlab.errors import ConfigError
 from seqlab.models.forecaster import Forecaster
 from seqlab.models.language_model import LanguageModel
+from seqlab.nn.rnn_lm import RNNLanguageModel
 from seqlab.runs import build, log, reported_errors
 
 
@@ -105,7 +107,8 @@ def lm(cfg: DictConfig, bench: dict, pin: bool):
     sizes = {k: bench[k] for k in ("embedding_dim", "hidden_dim", "num_layers")}
     recipe = OmegaConf.to_container(cfg.lm, resolve=True)
     optimizer = instantiate(cfg.lm.optimizer)
-    module = LanguageModel(vocab_size, **sizes, dropout=recipe["dropout"], optimizer=optimizer)
+    net = functools.partial(RNNLanguageModel, **sizes, dropout=recipe["dropout"])
+    module = LanguageModel(vocab_size, net=net, optimizer=optimizer)
     flops = lm_flops_per_token(vocab_size, **sizes)
     bench.update(vocab_size=vocab_size, data=data, unit="tokens", items_per_step=batch_size * bptt, flops=flops)
     spec = {"vocab_size": vocab_size, **sizes, "bptt": bptt, "dropout": recipe["dropout"], "optimizer": optimizer,

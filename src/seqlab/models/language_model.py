@@ -13,6 +13,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqlab.data.corpus import EOS, UNK, tokenize
@@ -33,12 +34,7 @@ class LanguageModel(L.LightningModule):
     def __init__(
         self,
         vocab_size: int,
-        embedding_dim: int = 200,
-        hidden_dim: int = 200,
-        num_layers: int = 2,
-        dropout: float = 0.2,
-        tie_weights: bool = False,
-        cell: str = "lstm",
+        net: Callable[..., nn.Module] = RNNLanguageModel,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         loss_scale: str = "token",
@@ -52,11 +48,13 @@ class LanguageModel(L.LightningModule):
             raise ConfigError(f"model.loss_scale={loss_scale!r} is not one of {list(LOSS_SCALES)}")
         if vocabulary is not None and len(vocabulary) != vocab_size:
             raise ConfigError(f"vocab_size={vocab_size} but the vocabulary has {len(vocabulary)} tokens")
-        # Checkpoints hold plain data only, so they load with torch.load(weights_only=True): the optimiser
-        # and schedule come from the config of the run that uses them; the vocabulary is saved on its own.
-        self.save_hyperparameters(ignore=["vocabulary", "optimizer", "scheduler"], logger=False)
+        # Checkpoints hold plain data only, so they load with torch.load(weights_only=True): the net, optimiser
+        # and schedule are rebuilt from the run's config (model.net, .optimizer, .scheduler; seqlab.checkpoints),
+        # the vocabulary is saved on its own.
+        self.save_hyperparameters(ignore=["net", "vocabulary", "optimizer", "scheduler"], logger=False)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        self.net = RNNLanguageModel(vocab_size, embedding_dim, hidden_dim, num_layers, dropout, tie_weights, cell)
+        # `net` is `model.net` with everything but the sizes the data gives: a class or a partial of one.
+        self.net = net(vocab_size=vocab_size)
         self.vocabulary = vocabulary
         # Mean NLL per token, weighted by token count: exp of it is the perplexity of the whole pass.
         self.train_nll, self.val_nll, self.test_nll = WeightedMean(), WeightedMean(), WeightedMean()

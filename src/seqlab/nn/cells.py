@@ -1,4 +1,4 @@
-"""The recurrent cells a config can name (`model.cell`), shared by every net.
+"""The recurrent cells a config can name (`model.net.cell`, a forecaster's `model.cell`), shared by every net.
 
 PyTorch's own LSTM, GRU and Elman RNN, with one change: under CPU autocast (`precision=bf16-mixed`
 on a CPU) the recurrence runs in fp32, because oneDNN has no bf16 LSTM kernel for most CPUs and

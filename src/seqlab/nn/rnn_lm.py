@@ -28,13 +28,13 @@ class RNNLanguageModel(nn.Module):
     ) -> None:
         super().__init__()
         if cell not in CELLS:
-            raise ConfigError(f"model.cell={cell!r} is not one of {list(CELLS)}")
+            raise ConfigError(f"model.net.cell={cell!r} is not one of {list(CELLS)}")
         if tie_weights and hidden_dim != embedding_dim:
             raise ConfigError(
-                f"model.tie_weights needs hidden_dim == embedding_dim (got {hidden_dim} and {embedding_dim})"
+                f"model.net.tie_weights needs hidden_dim == embedding_dim (got {hidden_dim} and {embedding_dim})"
             )
         if not 0 <= dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"model.net.dropout must be in [0, 1), got {dropout}")
         self.dropout = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         # Between-layer dropout only exists for stacks; PyTorch warns if it is set on one layer.
