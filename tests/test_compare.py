@@ -177,7 +177,7 @@ def test_the_readme_benchmark_gives_one_row_per_horizon(tmp_path):
     assert numbers["data.horizon"].tolist() == ["96", "192", "336", "720"] and numbers["runs"].tolist() == [3, 3, 3, 3]
     assert shown["val/mse"][0] == "0.0962 ± 0.0001"
     settings = [c for c in shown.columns if "." in c]
-    assert "model.hidden_dim" in settings and not [c for c in settings if c.endswith(("dir", "path", "tags"))]
+    assert "model.net.hidden_dim" in settings and not [c for c in settings if c.endswith(("dir", "path", "tags"))]
 
 
 def test_positional_folders_become_the_runs_override(tmp_path, monkeypatch):

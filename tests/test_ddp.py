@@ -22,7 +22,7 @@ LM = ["data=text", "data.data_dir=corpus", "model.optimizer.lr=0.02", "model.net
       "model.net.num_layers=1", "data.batch_size=4", "data.bptt=8", "data.eval_batch_size=3", "trainer.max_epochs=1"]
 # 33 validation and 73 test windows: odd, so a sampler that pads with repeated windows would change the scores.
 FORECASTER = ["model=lstm_forecaster", "data=sine", "data.length=400", "data.lookback=24", "data.horizon=8",
-              "data.season=null", "model.hidden_dim=16", "data.eval_batch_size=16", "trainer.max_epochs=2"]
+              "data.season=null", "model.net.hidden_dim=16", "data.eval_batch_size=16", "trainer.max_epochs=2"]
 
 
 def run(command: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:

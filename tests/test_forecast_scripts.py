@@ -12,14 +12,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.test_scripts import run_script
 
-SMALL = ["model=lstm_forecaster", "data=sine", "model.hidden_dim=48", "model.segment_length=12", "trainer.max_epochs=6"]
+SMALL = ["model=lstm_forecaster", "data=sine", "model.net.hidden_dim=48", "model.net.segment_length=12", "trainer.max_epochs=6"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("forecast")
     # With a learned cycle, so that each window's first row travels from the data to the net.
-    run_script("train.py", *SMALL, "model.head=quantile", "model.cycle_length=24", f"hydra.run.dir={work / 'run'}",
+    run_script("train.py", *SMALL, "model.head=quantile", "model.net.cycle_length=24", f"hydra.run.dir={work / 'run'}",
                cwd=work)
     return work
 

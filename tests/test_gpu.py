@@ -50,7 +50,7 @@ def test_the_language_model_trains_in_bf16_on_the_gpu(tmp_path):
 
 
 def test_the_forecaster_trains_in_bf16_on_the_gpu(tmp_path):
-    run_script("train.py", "model=lstm_forecaster", "data=sine", "model.hidden_dim=48", "trainer=gpu",
+    run_script("train.py", "model=lstm_forecaster", "data=sine", "model.net.hidden_dim=48", "trainer=gpu",
                "trainer.precision=bf16-mixed", "trainer.max_epochs=3", f"hydra.run.dir={tmp_path / 'run'}",
                cwd=tmp_path)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -21,8 +21,8 @@ from tests.test_scripts import TINY, run_script
 LM = ["data=text", "data.data_dir=corpus", *TINY, "trainer.max_epochs=2"]
 # Dropout, input noise and a shuffled window order: every random generator in play must resume where it was.
 FORECASTER = [
-    "model=lstm_forecaster", "data=sine", "data.length=1500", "model.hidden_dim=16", "model.num_layers=2",
-    "model.segment_length=12", "model.dropout=0.3", "model.input_noise=0.1", "trainer.max_epochs=2",
+    "model=lstm_forecaster", "data=sine", "data.length=1500", "model.net.hidden_dim=16", "model.net.num_layers=2",
+    "model.net.segment_length=12", "model.net.dropout=0.3", "model.input_noise=0.1", "trainer.max_epochs=2",
 ]
 EMA = ["callbacks=ema", "callbacks.weight_averaging.decay=0.9"]
 EVERY_STEP = ["callbacks.model_checkpoint.every_n_train_steps=1"]

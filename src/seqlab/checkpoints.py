@@ -27,7 +27,7 @@ DATAMODULES = (
     "seqlab.data.timeseries.ForecastDataModule",
     "seqlab.data.timeseries.SineDataModule",
 )
-NETS = ("seqlab.nn.rnn_lm.RNNLanguageModel",)  # what `model.net` may name
+NETS = ("seqlab.nn.rnn_lm.RNNLanguageModel", "seqlab.nn.lstm_forecaster.LSTMForecaster")  # what `model.net` may name
 
 
 def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:

@@ -135,18 +135,24 @@ def _rnn_lm() -> dict[str, Allowed]:
 
 def _forecaster() -> dict[str, Allowed]:
     from seqlab.models.forecaster import LOSSES
-    from seqlab.nn.cells import CELLS
     from seqlab.nn.forecast_heads import HEADS
+
+    return {
+        "head": one_of(*HEADS), "loss": one_of(*LOSSES),
+        "quantiles": Allowed("a list of numbers in (0, 1)", lambda v: all(0 < q < 1 for q in v)),
+        "interval": PROBABILITY, "huber_delta": POSITIVE_NUMBER, "input_noise": NOT_NEGATIVE,
+        "scale_noise": NOT_NEGATIVE, "plot_windows": at_least(0),
+    }
+
+
+def _lstm_forecaster() -> dict[str, Allowed]:
+    from seqlab.nn.cells import CELLS
     from seqlab.nn.instance_norm import INSTANCE_NORMS
     from seqlab.nn.lstm_forecaster import DECODERS
 
     return {
-        "hidden_dim": POSITIVE, "num_layers": POSITIVE, "dropout": DROPOUT,
-        "instance_norm": one_of(*INSTANCE_NORMS), "segment_length": POSITIVE, "decoder": one_of(*DECODERS),
-        "head": one_of(*HEADS), "cell": one_of(*CELLS), "cycle_length": POSITIVE, "loss": one_of(*LOSSES),
-        "quantiles": Allowed("a list of numbers in (0, 1)", lambda v: all(0 < q < 1 for q in v)),
-        "interval": PROBABILITY, "huber_delta": POSITIVE_NUMBER, "input_noise": NOT_NEGATIVE,
-        "scale_noise": NOT_NEGATIVE, "plot_windows": at_least(0),
+        "hidden_dim": POSITIVE, "num_layers": POSITIVE, "dropout": DROPOUT, "instance_norm": one_of(*INSTANCE_NORMS),
+        "segment_length": POSITIVE, "decoder": one_of(*DECODERS), "cell": one_of(*CELLS), "cycle_length": POSITIVE,
     }
 
 
@@ -197,6 +203,7 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.models.language_model.LanguageModel": _language_model,
     "seqlab.nn.rnn_lm.RNNLanguageModel": _rnn_lm,
     "seqlab.models.forecaster.Forecaster": _forecaster,
+    "seqlab.nn.lstm_forecaster.LSTMForecaster": _lstm_forecaster,
     "torch.optim.optimizer.Optimizer": lambda: {
         "lr": POSITIVE_NUMBER, "weight_decay": NOT_NEGATIVE, "momentum": NOT_NEGATIVE,
     },
@@ -228,6 +235,10 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
         name: "it comes from the data" for name in ("vocab_size", "vocabulary", "tokenizer")
     },
     "seqlab.nn.rnn_lm.RNNLanguageModel": {"vocab_size": "it comes from the data"},
+    "seqlab.nn.lstm_forecaster.LSTMForecaster": {
+        **{name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon")},
+        **{name: f"set model.{name}: the loss is made for it too" for name in ("head", "quantiles")},
+    },
     "seqlab.models.forecaster.Forecaster": {
         name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon", "season")
     },

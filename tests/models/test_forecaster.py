@@ -1,5 +1,7 @@
 """The forecaster's test pass: its reported errors against an independent computation on the same windows."""
 
+import functools
+
 import lightning as L
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import torch
 from seqlab.data.timeseries import SineDataModule
 from seqlab.errors import ConfigError
 from seqlab.models.forecaster import Forecaster
+from seqlab.nn.lstm_forecaster import LSTMForecaster
 
 
 @pytest.mark.parametrize("head", ["point", "quantile"])
@@ -16,7 +19,7 @@ def test_reported_errors_match_an_independent_computation(head):
     dm = SineDataModule(length=700, n_series=2, lookback=24, horizon=12, season=12, eval_batch_size=7)
     dm.setup()
     torch.manual_seed(0)
-    model = Forecaster(**dm.model_kwargs(), hidden_dim=8, segment_length=6, head=head, plot_windows=0).eval()
+    model = Forecaster(**dm.model_kwargs(), net=functools.partial(LSTMForecaster, hidden_dim=8, segment_length=6), head=head, plot_windows=0).eval()
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
     reported = trainer.test(model, datamodule=dm, verbose=False)[0]
@@ -37,7 +40,7 @@ def test_reported_errors_match_an_independent_computation(head):
 
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
 def test_point_losses_match_their_definitions(loss):
-    model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, loss=loss, huber_delta=0.5)
+    model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, net=functools.partial(LSTMForecaster, hidden_dim=4), loss=loss, huber_delta=0.5)
     output, y = torch.tensor([[0.0, 0.2, -1.0, 3.0]]), torch.tensor([[0.1, 0.0, 0.0, 0.0]])
     error = (output - y).abs()
     expected = {
@@ -76,7 +79,7 @@ def what_the_net_sees(model: Forecaster, x: torch.Tensor, y: torch.Tensor):
 
 def test_input_noise_jitters_the_training_inputs_and_nothing_else():
     torch.manual_seed(0)
-    model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, input_noise=0.5, plot_windows=0)
+    model = Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, net=functools.partial(LSTMForecaster, hidden_dim=4), input_noise=0.5, plot_windows=0)
     x, y = torch.zeros(256, 8, 1), torch.zeros(256, 4, 1)
     (x_trained, y_trained), (x_validated, _) = what_the_net_sees(model, x, y)
     assert x_trained.std().item() == pytest.approx(0.5, rel=0.1)
@@ -87,7 +90,7 @@ def test_input_noise_jitters_the_training_inputs_and_nothing_else():
 
 def test_scale_noise_stretches_each_window_and_its_target_alike_and_only_in_training():
     torch.manual_seed(0)
-    model = Forecaster(n_inputs=2, n_outputs=1, lookback=8, horizon=4, hidden_dim=4, scale_noise=0.5, plot_windows=0)
+    model = Forecaster(n_inputs=2, n_outputs=1, lookback=8, horizon=4, net=functools.partial(LSTMForecaster, hidden_dim=4), scale_noise=0.5, plot_windows=0)
     x, y = torch.randn(256, 8, 2), torch.randn(256, 4, 1)
     (x_trained, y_trained), (x_validated, y_validated) = what_the_net_sees(model, x, y)
     anchor = x[:, -1:, :]

@@ -107,12 +107,12 @@ def test_the_cycle_comes_out_of_the_window_and_back_into_the_forecast(instance_n
 def test_a_cycle_needs_the_windows_rows():
     with pytest.raises(ValueError, match="first row"):
         net(cycle_length=24)(torch.randn(B, L, 4))
-    with pytest.raises(ConfigError, match="model.cycle_length=0"):
+    with pytest.raises(ConfigError, match="model.net.cycle_length=0"):
         net(cycle_length=0)
 
 
 def test_unknown_instance_norm_is_a_config_error():
-    with pytest.raises(ConfigError, match="model.instance_norm=mean"):
+    with pytest.raises(ConfigError, match="model.net.instance_norm=mean"):
         net(instance_norm="mean")
 
 

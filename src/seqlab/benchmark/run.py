@@ -31,6 +31,7 @@ from seqlab.data.stream import TokenStream
 from seqlab.errors import ConfigError
 from seqlab.models.forecaster import Forecaster
 from seqlab.models.language_model import LanguageModel
+from seqlab.nn.lstm_forecaster import LSTMForecaster
 from seqlab.nn.rnn_lm import RNNLanguageModel
 from seqlab.runs import build, log, reported_errors
 
@@ -120,14 +121,16 @@ def forecaster(cfg: DictConfig, bench: dict, pin: bool):
     recipe = OmegaConf.to_container(cfg.forecaster, resolve=True)
     channels, lookback, horizon = recipe["n_channels"], bench["lookback"], bench["horizon"]
     batch_size = bench["batch_size"]
-    net = {
-        "n_inputs": channels, "n_outputs": channels, "lookback": lookback, "horizon": horizon,
+    shapes = {"n_inputs": channels, "n_outputs": channels, "lookback": lookback, "horizon": horizon}
+    sizes = {
         "hidden_dim": bench["hidden_dim"], "num_layers": bench["num_layers"], "dropout": recipe["dropout"],
         "instance_norm": recipe["instance_norm"], "channel_independent": recipe["channel_independent"],
         "segment_length": recipe["segment_length"], "cycle_length": recipe["cycle_length"],
     }
+    net = {**shapes, **sizes}
     optimizer = instantiate(cfg.forecaster.optimizer)
-    module = Forecaster(**net, loss=recipe["loss"], optimizer=optimizer)
+    module = Forecaster(**shapes, net=functools.partial(LSTMForecaster, **sizes), loss=recipe["loss"],
+                        optimizer=optimizer)
     total = total_steps(bench)
     # One batch per step, all distinct, so the project's run is one epoch like the plain loop's pass.
     batches = [

@@ -34,18 +34,10 @@ class Forecaster(L.LightningModule):
         lookback: int,
         horizon: int,
         season: int | None = None,
-        hidden_dim: int = 512,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        instance_norm: str | None = "revin",
-        channel_independent: bool = False,
-        segment_length: int | None = None,
-        decoder: str = "direct",
+        net: Callable[..., nn.Module] = LSTMForecaster,
         head: str = "point",
         quantiles: list[float] = (0.1, 0.5, 0.9),
         interval: float = 0.8,
-        cell: str = "lstm",
-        cycle_length: int | None = None,
         loss: str = "mse",
         huber_delta: float = 1.0,
         input_noise: float = 0.0,
@@ -68,12 +60,12 @@ class Forecaster(L.LightningModule):
         if not 0 < interval < 1:
             raise ConfigError(f"model.interval={interval} must be a probability in (0, 1), e.g. 0.8")
         quantiles = [float(q) for q in quantiles]
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        # Plain data only in checkpoints: the net, optimiser and schedule are rebuilt from the run's config.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        self.net = LSTMForecaster(
-            n_inputs, n_outputs, lookback, horizon, hidden_dim, num_layers, dropout, instance_norm,
-            channel_independent, segment_length, decoder, head, quantiles, cell, cycle_length,
-        )
+        # `net` is `model.net`, completed here with the shapes the data gives and the head the loss is for.
+        self.net = net(n_inputs=n_inputs, n_outputs=n_outputs, lookback=lookback, horizon=horizon, head=head,
+                       quantiles=quantiles)
         # Targets are the last n_outputs input columns (the datamodules' convention).
         self.target_index = list(range(n_inputs - n_outputs, n_inputs))
 

@@ -69,11 +69,11 @@ class LastValue(nn.Module):
 
 
 def make_instance_norm(kind: str | None, n_channels: int) -> nn.Module | None:
-    """`kind` from model.instance_norm: revin | last | null (none)."""
+    """`kind` from model.net.instance_norm: revin | last | null (none)."""
     if kind in (None, False, "none"):
         return None
     if kind in ("revin", True):
         return RevIN(n_channels)
     if kind == "last":
         return LastValue()
-    raise ConfigError(f"model.instance_norm={kind} is not one of {', '.join(INSTANCE_NORMS)} or null.")
+    raise ConfigError(f"model.net.instance_norm={kind} is not one of {', '.join(INSTANCE_NORMS)} or null.")

@@ -61,7 +61,7 @@ class LSTMForecaster(nn.Module):
         super().__init__()
         _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_length, decoder, cell)
         if cycle_length is not None and (not isinstance(cycle_length, int) or cycle_length < 1):
-            raise ConfigError(f"model.cycle_length={cycle_length} must be a positive number of rows (24 for a daily "
+            raise ConfigError(f"model.net.cycle_length={cycle_length} must be a positive number of rows (24 for a daily "
                               "cycle of hourly data) or null.")
         self.n_inputs, self.n_outputs, self.lookback, self.horizon = n_inputs, n_outputs, lookback, horizon
         self.channel_independent, self.decoder = channel_independent, decoder
@@ -198,9 +198,9 @@ def _map_state(state, fn):
 
 def _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_length, decoder, cell):
     if cell not in CELLS:
-        raise ConfigError(f"model.cell={cell} is not one of {', '.join(CELLS)}.")
+        raise ConfigError(f"model.net.cell={cell} is not one of {', '.join(CELLS)}.")
     if decoder not in DECODERS:
-        raise ConfigError(f"model.decoder={decoder} is not one of {', '.join(DECODERS)}.")
+        raise ConfigError(f"model.net.decoder={decoder} is not one of {', '.join(DECODERS)}.")
     if min(n_inputs, n_outputs, lookback, horizon) < 1:
         raise ConfigError(
             f"sizes must be positive: n_inputs={n_inputs}, n_outputs={n_outputs}, lookback={lookback}, horizon={horizon}."
@@ -209,11 +209,11 @@ def _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_
         raise ConfigError(f"n_outputs={n_outputs} > n_inputs={n_inputs}: the targets must be among the inputs.")
     if channel_independent and n_inputs != n_outputs:
         raise ConfigError(
-            f"model.channel_independent=true forecasts every input, but there are {n_inputs} inputs and "
-            f"{n_outputs} outputs. Use data.features=M or S, or model.channel_independent=false."
+            f"model.net.channel_independent=true forecasts every input, but there are {n_inputs} inputs and "
+            f"{n_outputs} outputs. Use data.features=M or S, or model.net.channel_independent=false."
         )
     if segment_length is not None and (segment_length < 1 or lookback % segment_length):
         raise ConfigError(
-            f"model.segment_length={segment_length} must divide the lookback {lookback}. "
-            "Pick a divisor (e.g. 12, 24, 48 for 96) or model.segment_length=null."
+            f"model.net.segment_length={segment_length} must divide the lookback {lookback}. "
+            "Pick a divisor (e.g. 12, 24, 48 for 96) or model.net.segment_length=null."
         )
