@@ -20,11 +20,16 @@ from seqlab.config_schema import HYDRA_KEYS
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runs import build
 
-MODULES = ("seqlab.models.language_model.LanguageModel", "seqlab.models.forecaster.Forecaster")
+MODULES = (
+    "seqlab.models.language_model.LanguageModel",
+    "seqlab.models.forecaster.Forecaster",
+    "seqlab.models.long_range.LongRangeModel",
+)
 DATAMODULES = (
     "seqlab.data.text.TextDataModule",
     "seqlab.data.timeseries.ForecastDataModule",
     "seqlab.data.timeseries.SineDataModule",
+    "seqlab.data.long_range.LongRangeDataModule",
 )
 
 

@@ -145,6 +145,22 @@ def _forecaster() -> dict[str, Allowed]:
     }
 
 
+def _long_range_data() -> dict[str, Allowed]:
+    from seqlab.data.long_range import TASKS
+
+    return {
+        "task": one_of(*TASKS), "gap": at_least(2, " (the adding task puts a marker in each half)"),
+        "n_train": POSITIVE, "n_val": POSITIVE, "n_test": POSITIVE,
+        "batch_size": POSITIVE, "eval_batch_size": POSITIVE, "num_workers": at_least(0),
+    }
+
+
+def _long_range_model() -> dict[str, Allowed]:
+    from seqlab.nn.cells import CELLS
+
+    return {"cell": one_of(*CELLS), "hidden_dim": POSITIVE}
+
+
 def _trainer() -> dict[str, Allowed]:
     from lightning.pytorch.accelerators import AcceleratorRegistry
     from lightning.pytorch.strategies import StrategyRegistry
@@ -191,6 +207,8 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.data.timeseries.SineDataModule": lambda: {"length": POSITIVE, "n_series": POSITIVE, "noise": NOT_NEGATIVE},
     "seqlab.models.language_model.LanguageModel": _language_model,
     "seqlab.models.forecaster.Forecaster": _forecaster,
+    "seqlab.data.long_range.LongRangeDataModule": _long_range_data,
+    "seqlab.models.long_range.LongRangeModel": _long_range_model,
     "torch.optim.optimizer.Optimizer": lambda: {
         "lr": POSITIVE_NUMBER, "weight_decay": NOT_NEGATIVE, "momentum": NOT_NEGATIVE,
     },
@@ -223,6 +241,9 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "seqlab.models.forecaster.Forecaster": {
         name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon", "season")
+    },
+    "seqlab.models.long_range.LongRangeModel": {
+        name: "it comes from the data (data.task)" for name in ("task", "n_inputs", "n_outputs")
     },
     "lightning.pytorch.trainer.trainer.Trainer": {
         "callbacks": "pick them with callbacks=... and change them with callbacks.NAME.KEY=VALUE",
