@@ -131,7 +131,7 @@ def gradient_figure(runs: list[dict], task: str, gap: int) -> Figure | None:
         norms = np.mean([r["norms"] for r in chosen if r["cell"] == cell], axis=0)
         ax.plot(np.arange(len(norms)), norms, label=f"{cell} ({sum(r['cell'] == cell for r in chosen)} seeds)")
     ax.set(yscale="log", xlabel="time step t", ylabel="mean ||d loss / d h_t||",
-           title=f"{task}, T={gap}: the gradient reaching each step (trained, test batch)")
+           title=f"{task}, T={gap}: gradient reaching each step (trained)")
     ax.legend()
     fig.tight_layout()
     return fig
