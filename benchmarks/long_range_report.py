@@ -1,6 +1,6 @@
 """The long-range memory report: which cell remembers across how many steps, from the runs of an experiment=long_range sweep.
 
-    python scripts/train.py -m experiment=long_range data.task=adding model.cell=rnn,gru,lstm data.gap=10,50,100,200,400 seed=1,2,3
+    python scripts/train.py -m experiment=long_range data.task=adding model.net.cell=rnn,gru,lstm data.gap=10,50,100,200,400 seed=1,2,3
     python benchmarks/long_range_report.py outputs/train/multiruns/DATE_TIME --out outputs/long_range_report
 
 reads every run folder below the folders given (its config.yaml and metrics.json; runs that did not complete are
@@ -55,7 +55,7 @@ def find_runs(folders: list[Path]) -> tuple[list[dict], list[Path]]:
             gradients = run / "gradient_norms.json"
             runs.append({
                 "folder": run, "task": task, "gap": int(config["data"]["gap"]),
-                "cell": config["model"]["cell"], "seed": config.get("seed"), "metrics": metrics,
+                "cell": config["model"]["net"]["cell"], "seed": config.get("seed"), "metrics": metrics,
                 "norms": json.loads(gradients.read_text())["norms"] if gradients.is_file() else None,
             })
     return runs, skipped

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 from tests.test_scripts import run_script
 
 TINY = ["experiment=long_range", "data.gap=6", "data.n_train=64", "data.n_val=16", "data.n_test=24",
-        "data.batch_size=16", "data.eval_batch_size=10", "model.hidden_dim=8", "trainer.max_epochs=2",
+        "data.batch_size=16", "data.eval_batch_size=10", "model.net.hidden_dim=8", "trainer.max_epochs=2",
         "logger=csv", "callbacks.progress_bar=null"]
 
 
@@ -24,7 +24,7 @@ TINY = ["experiment=long_range", "data.gap=6", "data.n_train=64", "data.n_val=16
 def sweep(tmp_path_factory) -> Path:
     """Two cells, two seeds: four runs of the adding problem at T=6."""
     work = tmp_path_factory.mktemp("long_range")
-    run_script("train.py", "-m", *TINY, "model.cell=rnn,lstm", "seed=1,2", f"hydra.sweep.dir={work / 'sweep'}",
+    run_script("train.py", "-m", *TINY, "model.net.cell=rnn,lstm", "seed=1,2", f"hydra.sweep.dir={work / 'sweep'}",
                cwd=work)
     return work
 
@@ -55,7 +55,7 @@ def test_the_report_tables_mean_and_std_over_seeds_and_draws_both_figures(sweep)
     scores = {"rnn": [], "lstm": []}
     for row in runs_of(sweep):
         metrics = json.loads((sweep / "sweep" / row["run"] / "metrics.json").read_text())
-        cell = "lstm" if "model.cell=lstm" in row["overrides"] else "rnn"
+        cell = "lstm" if "model.net.cell=lstm" in row["overrides"] else "rnn"
         scores[cell].append(metrics["test/mse"])
     lines = (out / "long_range_adding.md").read_text().splitlines()
     assert lines[2] == "| T | rnn | lstm | baseline |"  # only the cells that ran, in rnn, gru, lstm order

@@ -155,7 +155,7 @@ def _long_range_data() -> dict[str, Allowed]:
     }
 
 
-def _long_range_model() -> dict[str, Allowed]:
+def _long_range_rnn() -> dict[str, Allowed]:
     from seqlab.nn.cells import CELLS
 
     return {"cell": one_of(*CELLS), "hidden_dim": POSITIVE}
@@ -208,7 +208,7 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.models.language_model.LanguageModel": _language_model,
     "seqlab.models.forecaster.Forecaster": _forecaster,
     "seqlab.data.long_range.LongRangeDataModule": _long_range_data,
-    "seqlab.models.long_range.LongRangeModel": _long_range_model,
+    "seqlab.nn.long_range_rnn.LongRangeRNN": _long_range_rnn,
     "torch.optim.optimizer.Optimizer": lambda: {
         "lr": POSITIVE_NUMBER, "weight_decay": NOT_NEGATIVE, "momentum": NOT_NEGATIVE,
     },
@@ -244,6 +244,10 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "seqlab.models.long_range.LongRangeModel": {
         name: "it comes from the data (data.task)" for name in ("task", "n_inputs", "n_outputs")
+    },
+    "seqlab.nn.long_range_rnn.LongRangeRNN": {
+        **{name: "it comes from the data (data.task)" for name in ("n_inputs", "n_outputs")},
+        "readout": "it follows data.task (the last step for adding, every step for copy)",
     },
     "lightning.pytorch.trainer.trainer.Trainer": {
         "callbacks": "pick them with callbacks=... and change them with callbacks.NAME.KEY=VALUE",

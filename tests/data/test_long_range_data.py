@@ -117,7 +117,7 @@ def test_a_bad_value_is_one_line_naming_the_key(kwargs, message):
     [
         ("data.gap=1", "data.gap=1 must be an integer >= 2"),
         ("data.task=sort", "data.task=sort must be one of adding, copy"),
-        ("model.cell=transformer", "model.cell=transformer must be one of lstm, gru, rnn"),
+        ("model.net.cell=transformer", "model.net.cell=transformer must be one of lstm, gru, rnn"),
         ("+model.task=copy", "model.task=copy is not a config key here: it comes from the data"),
     ],
 )

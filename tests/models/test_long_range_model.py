@@ -3,6 +3,7 @@ each time step receives."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import lightning as L
@@ -14,6 +15,7 @@ from seqlab.data.long_range import COPY_LENGTH, LongRangeDataModule, copy_baseli
 from seqlab.errors import ConfigError
 from seqlab.models.long_range import GRADIENT_FILE, LongRangeModel
 from seqlab.models.long_range_gradients import hidden_gradient_norms
+from seqlab.nn.long_range_rnn import LongRangeRNN
 
 
 def setup(task: str, cell: str = "lstm", gap: int = 8, **data) -> tuple[LongRangeDataModule, LongRangeModel]:
@@ -21,7 +23,7 @@ def setup(task: str, cell: str = "lstm", gap: int = 8, **data) -> tuple[LongRang
                                                     "eval_batch_size": 20, **data})
     dm.setup()
     torch.manual_seed(0)
-    return dm, LongRangeModel(**dm.model_kwargs(), cell=cell, hidden_dim=16)
+    return dm, LongRangeModel(**dm.model_kwargs(), net=functools.partial(LongRangeRNN, cell=cell, hidden_dim=16))
 
 
 def trainer(tmp_path, **kwargs) -> L.Trainer:
@@ -111,5 +113,5 @@ def test_fit_logs_the_monitored_validation_loss(tmp_path):
 def test_a_task_the_data_does_not_have_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"^task=sort is not one of adding, copy: it comes from data.task$"):
         LongRangeModel(task="sort", n_inputs=2, n_outputs=1)
-    with pytest.raises(ConfigError, match=r"^model.cell=lst is not one of lstm, gru, rnn$"):
-        LongRangeModel(task="adding", n_inputs=2, n_outputs=1, cell="lst")
+    with pytest.raises(ConfigError, match=r"^model.net.cell=lst is not one of lstm, gru, rnn$"):
+        LongRangeModel(task="adding", n_inputs=2, n_outputs=1, net=functools.partial(LongRangeRNN, cell="lst"))

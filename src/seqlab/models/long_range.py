@@ -35,8 +35,7 @@ class LongRangeModel(L.LightningModule):
         task: str,
         n_inputs: int,
         n_outputs: int,
-        cell: str = "lstm",
-        hidden_dim: int = 128,
+        net: Callable[..., torch.nn.Module] = LongRangeRNN,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/loss",
@@ -44,11 +43,12 @@ class LongRangeModel(L.LightningModule):
         super().__init__()
         if task not in TASKS:
             raise ConfigError(f"task={task} is not one of {', '.join(TASKS)}: it comes from data.task")
-        # Plain data only, so checkpoints load with torch.load(weights_only=True): the optimiser and schedule
-        # come from the config of the run that uses them.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        # Plain data only, so checkpoints load with torch.load(weights_only=True): the net, optimiser and schedule
+        # are rebuilt from the run's config (model.net, .optimizer, .scheduler).
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        self.net = LongRangeRNN(n_inputs, n_outputs, hidden_dim, cell, readout="last" if task == "adding" else "every")
+        # `net` is `model.net`, completed with the data's sizes and the readout the task needs.
+        self.net = net(n_inputs=n_inputs, n_outputs=n_outputs, readout="last" if task == "adding" else "every")
         names = ("loss", "mse", "baseline_mse") if task == "adding" else ("loss", "acc", "baseline_loss")
         # Weighted by sequences (recalled symbols for acc): exact over uneven batches and processes.
         self.scores = torch.nn.ModuleDict(
@@ -117,7 +117,7 @@ class LongRangeModel(L.LightningModule):
     def _save_gradient_norms(self, path: Path, norms: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {
-            "task": self.hparams.task, "cell": self.hparams.cell, "hidden_dim": self.hparams.hidden_dim,
+            "task": self.hparams.task, "cell": self.net.cell_name, "hidden_dim": self.net.hidden_dim,
             "steps": len(norms), "norms": [float(n) for n in norms],
             "what": "mean over the first test batch of ||d loss_b / d h_t||, t = 0 .. steps - 1",
         })

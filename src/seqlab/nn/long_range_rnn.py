@@ -21,12 +21,12 @@ class LongRangeRNN(nn.Module):
                  readout: str = "last") -> None:
         super().__init__()
         if cell not in CELLS:
-            raise ConfigError(f"model.cell={cell} is not one of {', '.join(CELLS)}")
+            raise ConfigError(f"model.net.cell={cell} is not one of {', '.join(CELLS)}")
         if readout not in READOUTS:
             raise ConfigError(f"readout={readout} is not one of {', '.join(READOUTS)}")
         if hidden_dim < 1:
-            raise ConfigError(f"model.hidden_dim={hidden_dim} must be a positive integer")
-        self.n_inputs, self.readout = n_inputs, readout
+            raise ConfigError(f"model.net.hidden_dim={hidden_dim} must be a positive integer")
+        self.n_inputs, self.readout, self.cell_name, self.hidden_dim = n_inputs, readout, cell, hidden_dim
         self.cell = CELLS[cell](n_inputs, hidden_dim, batch_first=True)
         self.out = nn.Linear(hidden_dim, n_outputs)
 
