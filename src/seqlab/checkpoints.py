@@ -21,13 +21,22 @@ from seqlab.config_schema import HYDRA_KEYS
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runs import build
 
-MODULES = ("seqlab.models.language_model.LanguageModel", "seqlab.models.forecaster.Forecaster")
+MODULES = (
+    "seqlab.models.language_model.LanguageModel",
+    "seqlab.models.forecaster.Forecaster",
+    "seqlab.models.long_range.LongRangeModel",
+)
 DATAMODULES = (
     "seqlab.data.text.TextDataModule",
     "seqlab.data.timeseries.ForecastDataModule",
     "seqlab.data.timeseries.SineDataModule",
+    "seqlab.data.long_range.LongRangeDataModule",
 )
-NETS = ("seqlab.nn.rnn_lm.RNNLanguageModel", "seqlab.nn.lstm_forecaster.LSTMForecaster")  # what `model.net` may name
+NETS = (  # what `model.net` may name
+    "seqlab.nn.rnn_lm.RNNLanguageModel",
+    "seqlab.nn.lstm_forecaster.LSTMForecaster",
+    "seqlab.nn.long_range_rnn.LongRangeRNN",
+)
 
 
 def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:

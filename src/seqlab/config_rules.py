@@ -156,6 +156,22 @@ def _lstm_forecaster() -> dict[str, Allowed]:
     }
 
 
+def _long_range_data() -> dict[str, Allowed]:
+    from seqlab.data.long_range import TASKS
+
+    return {
+        "task": one_of(*TASKS), "gap": at_least(2, " (the adding task puts a marker in each half)"),
+        "n_train": POSITIVE, "n_val": POSITIVE, "n_test": POSITIVE,
+        "batch_size": POSITIVE, "eval_batch_size": POSITIVE, "num_workers": at_least(0),
+    }
+
+
+def _long_range_rnn() -> dict[str, Allowed]:
+    from seqlab.nn.cells import CELLS
+
+    return {"cell": one_of(*CELLS), "hidden_dim": POSITIVE}
+
+
 def _trainer() -> dict[str, Allowed]:
     from lightning.pytorch.accelerators import AcceleratorRegistry
     from lightning.pytorch.strategies import StrategyRegistry
@@ -204,6 +220,8 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.nn.rnn_lm.RNNLanguageModel": _rnn_lm,
     "seqlab.models.forecaster.Forecaster": _forecaster,
     "seqlab.nn.lstm_forecaster.LSTMForecaster": _lstm_forecaster,
+    "seqlab.data.long_range.LongRangeDataModule": _long_range_data,
+    "seqlab.nn.long_range_rnn.LongRangeRNN": _long_range_rnn,
     "torch.optim.optimizer.Optimizer": lambda: {
         "lr": POSITIVE_NUMBER, "weight_decay": NOT_NEGATIVE, "momentum": NOT_NEGATIVE,
     },
@@ -241,6 +259,13 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "seqlab.models.forecaster.Forecaster": {
         name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon", "season")
+    },
+    "seqlab.models.long_range.LongRangeModel": {
+        name: "it comes from the data (data.task)" for name in ("task", "n_inputs", "n_outputs")
+    },
+    "seqlab.nn.long_range_rnn.LongRangeRNN": {
+        **{name: "it comes from the data (data.task)" for name in ("n_inputs", "n_outputs")},
+        "readout": "it follows data.task (the last step for adding, every step for copy)",
     },
     "lightning.pytorch.trainer.trainer.Trainer": {
         "callbacks": "pick them with callbacks=... and change them with callbacks.NAME.KEY=VALUE",
