@@ -83,3 +83,14 @@ def test_evaluation_caches_tokens_here_not_where_the_checkpoint_says(checkpoint,
     path = crafted(checkpoint, tmp_path, lambda c: c["seqlab_config"]["data"].update(cache_dir=str(elsewhere)))
     load_with_data(str(path), cache_dir=str(tmp_path / "ours"))
     assert not elsewhere.exists() and list((tmp_path / "ours").glob("corpus-*.pt"))
+
+
+def test_a_checkpoint_written_before_the_net_had_its_own_node_still_loads(checkpoint, tmp_path):
+    def earlier(contents):  # the net's settings among the module's hyperparameters, no model.net in the config
+        net = contents["seqlab_config"]["model"].pop("net")
+        contents["hyper_parameters"].update({k: v for k, v in net.items() if k not in ("_target_", "_partial_")})
+
+    now, _ = load_trained(str(crafted(checkpoint, tmp_path, lambda c: None)))
+    before, _ = load_trained(str(crafted(checkpoint, tmp_path, earlier)))
+    assert before.net.rnn.hidden_size == now.net.rnn.hidden_size == 16
+    assert all(torch.equal(a, b) for a, b in zip(before.state_dict().values(), now.state_dict().values()))

@@ -32,6 +32,11 @@ DATAMODULES = (
     "seqlab.data.timeseries.SineDataModule",
     "seqlab.data.long_range.LongRangeDataModule",
 )
+# The net of each module in checkpoints written before the net became `model.net`, a config node of its own.
+EARLIER_NETS = {
+    "seqlab.models.language_model.LanguageModel": "seqlab.nn.rnn_lm.RNNLanguageModel",
+    "seqlab.models.forecaster.Forecaster": "seqlab.nn.lstm_forecaster.LSTMForecaster",
+}
 NETS = (  # what `model.net` may name
     "seqlab.nn.rnn_lm.RNNLanguageModel",
     "seqlab.nn.lstm_forecaster.LSTMForecaster",
@@ -55,10 +60,8 @@ def load_trained(ckpt_path: str | None) -> tuple[L.LightningModule, dict]:
         raise CheckpointError(f"{path} was not written by scripts/train.py (it holds no seqlab_config)")
     check_names(checkpoint, path)
     module_class = get_class(config["model"]["_target_"])
-    net = config["model"].get("net")
-    parts = {"net": functools.partial(get_class(net["_target_"]), **net_settings(net))} if net else {}
     try:
-        model = module_class(**checkpoint.get("hyper_parameters", {}), **parts)
+        model = module_class(**module_arguments(config["model"], checkpoint.get("hyper_parameters", {})))
         model.on_load_checkpoint(checkpoint)
         model.load_state_dict(checkpoint["state_dict"])
     except CheckpointError:
@@ -103,6 +106,21 @@ def check_names(checkpoint: dict, path: Path) -> None:
         found = _instantiation_key(values)
         if found:
             raise refuse(f"its {place} holds {found}, which would be called on load")
+
+
+def module_arguments(model_config: dict, hparams: dict) -> dict:
+    """The module's arguments: its hyperparameters, and its net built from `model.net`; in a checkpoint written
+    before the net had a node of its own, from the net's settings among the hyperparameters."""
+    net = model_config.get("net")
+    if net is not None:
+        return {**hparams, "net": functools.partial(get_class(net["_target_"]), **net_settings(net))}
+    earlier = EARLIER_NETS.get(model_config["_target_"])
+    if earlier is None:
+        return dict(hparams)
+    net_class = get_class(earlier)
+    own = set(inspect.signature(net_class).parameters) - set(inspect.signature(get_class(model_config["_target_"])).parameters)
+    return {**{k: v for k, v in hparams.items() if k not in own},
+            "net": functools.partial(net_class, **{k: v for k, v in hparams.items() if k in own})}
 
 
 def net_settings(net: dict) -> dict:
