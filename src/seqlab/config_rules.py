@@ -145,6 +145,11 @@ def _forecaster() -> dict[str, Allowed]:
     }
 
 
+def _awd_lstm() -> dict[str, Allowed]:
+    dropouts = ("dropout", "dropout_hidden", "dropout_input", "dropout_embedding", "weight_dropout")
+    return {"embedding_dim": POSITIVE, "hidden_dim": POSITIVE, "num_layers": POSITIVE, **dict.fromkeys(dropouts, DROPOUT)}
+
+
 def _lstm_forecaster() -> dict[str, Allowed]:
     from seqlab.nn.cells import CELLS
     from seqlab.nn.instance_norm import INSTANCE_NORMS
@@ -218,6 +223,7 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.data.timeseries.SineDataModule": lambda: {"length": POSITIVE, "n_series": POSITIVE, "noise": NOT_NEGATIVE},
     "seqlab.models.language_model.LanguageModel": _language_model,
     "seqlab.nn.rnn_lm.RNNLanguageModel": _rnn_lm,
+    "seqlab.nn.awd_lstm.AWDLSTM": _awd_lstm,
     "seqlab.models.forecaster.Forecaster": _forecaster,
     "seqlab.nn.lstm_forecaster.LSTMForecaster": _lstm_forecaster,
     "seqlab.data.long_range.LongRangeDataModule": _long_range_data,
@@ -253,6 +259,7 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
         name: "it comes from the data" for name in ("vocab_size", "vocabulary", "tokenizer")
     },
     "seqlab.nn.rnn_lm.RNNLanguageModel": {"vocab_size": "it comes from the data"},
+    "seqlab.nn.awd_lstm.AWDLSTM": {"vocab_size": "it comes from the data"},
     "seqlab.nn.lstm_forecaster.LSTMForecaster": {
         **{name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon")},
         **{name: f"set model.{name}: the loss is made for it too" for name in ("head", "quantiles")},

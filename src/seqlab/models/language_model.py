@@ -13,6 +13,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -174,6 +175,4 @@ class LanguageModel(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.vocabulary = checkpoint.get("vocabulary")
-        state = checkpoint.get("train_state")
-        if state is not None:
-            self.state["train"] = tuple(s.to(self.device) for s in state) if isinstance(state, tuple) else state.to(self.device)
+        self.state["train"] = move_data_to_device(checkpoint.get("train_state"), self.device)

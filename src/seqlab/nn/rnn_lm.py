@@ -57,8 +57,11 @@ class RNNLanguageModel(nn.Module):
         return self.decoder(self.dropout(output)), state
 
 
-def detach_state(state: State) -> State:
-    """Cut the graph between batches: gradients stop at the batch boundary (truncated BPTT)."""
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
+def detach_state(state):
+    """Cut the graph between batches: gradients stop at the batch boundary (truncated BPTT). Any nesting of
+    tuples and lists of tensors (an LSTM's (h, c), an AWD-LSTM's per-layer list of them); None stays None."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
     return state.detach()
