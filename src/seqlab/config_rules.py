@@ -147,7 +147,8 @@ def _forecaster() -> dict[str, Allowed]:
 
 def _awd_lstm() -> dict[str, Allowed]:
     dropouts = ("dropout", "dropout_hidden", "dropout_input", "dropout_embedding", "weight_dropout")
-    return {"embedding_dim": POSITIVE, "hidden_dim": POSITIVE, "num_layers": POSITIVE, **dict.fromkeys(dropouts, DROPOUT)}
+    return {"embedding_dim": POSITIVE, "hidden_dim": POSITIVE, "num_layers": POSITIVE, **dict.fromkeys(dropouts, DROPOUT),
+            "activation_penalty": NOT_NEGATIVE, "temporal_penalty": NOT_NEGATIVE}
 
 
 def _lstm_forecaster() -> dict[str, Allowed]:

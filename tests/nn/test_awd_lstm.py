@@ -80,7 +80,8 @@ def test_bad_settings_are_one_line():
 def test_it_trains_as_a_language_model_with_its_state_carried():
     torch.manual_seed(0)
     net = functools.partial(AWDLSTM, embedding_dim=8, hidden_dim=12, num_layers=2, dropout=0.1, dropout_hidden=0.1,
-                            dropout_input=0.1, dropout_embedding=0.05, weight_dropout=0.2)
+                            dropout_input=0.1, dropout_embedding=0.05, weight_dropout=0.2, activation_penalty=0,
+                            temporal_penalty=0)
     model = LanguageModel(vocab_size=30, net=net)
     tokens = torch.randint(30, (4, 11))
 
@@ -117,3 +118,19 @@ def test_model_awd_lstm_trains_from_the_command_line_and_its_checkpoint_evaluate
     run_script("eval.py", f"ckpt_path={trained['best_checkpoint']}", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-5)
+
+
+def test_ar_and_tar_equal_an_independent_computation_and_train_the_net():
+    torch.manual_seed(0)
+    net = AWDLSTM(20, embedding_dim=4, hidden_dim=6, num_layers=2, activation_penalty=2.0, temporal_penalty=1.0)
+    net(torch.randint(20, (3, 7)))
+    raw, dropped = net.last_outputs
+    ar = 2.0 * sum(float(v) ** 2 for v in dropped.flatten()) / dropped.numel()
+    tar = sum(float(raw[b, t, k] - raw[b, t - 1, k]) ** 2 for b in range(3) for t in range(1, 7) for k in range(4))
+    tar /= 3 * 6 * 4
+    assert net.regularization().item() == pytest.approx(ar + tar, rel=1e-5)
+    model = LanguageModel(vocab_size=20, net=functools.partial(AWDLSTM, embedding_dim=4, hidden_dim=6, num_layers=2))
+    tokens = torch.randint(20, (3, 8))
+    loss = model.training_step((tokens[:, :-1], tokens[:, 1:]), 0)
+    nll = F.cross_entropy(model.net.decoder(model.net.last_outputs[1]).flatten(0, 1), tokens[:, 1:].flatten())
+    assert loss.item() == pytest.approx(nll.item() + model.net.regularization().item(), rel=1e-5)

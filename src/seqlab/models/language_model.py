@@ -88,6 +88,10 @@ class LanguageModel(L.LightningModule):
         loss, count = self._step(batch, "train")
         self.train_tokens += count
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch[0].shape[0])
+        # A net's own penalties on its activations (AWD-LSTM's AR and TAR) train it; the logged loss stays the NLL.
+        regularization = getattr(self.net, "regularization", None)
+        if regularization is not None:
+            loss = loss + regularization()
         if self.hparams.loss_scale == "sequence":
             return loss * batch[0].shape[1]
         return loss

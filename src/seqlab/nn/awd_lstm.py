@@ -9,8 +9,8 @@
   scaled up, so a dropped word is missing at every position it appears in.
 - Tied weights, the last layer sized to the embedding so the decoder can share the embedding matrix.
 
-The net keeps the last layer's outputs of its latest pass, before and after their dropout (`last_outputs`), for
-the activation regularisers (AR and TAR) the training logic adds to the loss.
+- Activation regularisation (AR) and temporal activation regularisation (TAR) of the last layer's outputs, which
+  `regularization()` returns from the latest pass and the training logic adds to the loss.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class AWDLSTM(nn.Module):
         dropout_embedding: float = 0.1,  # whole words (dropoute)
         weight_dropout: float = 0.5,  # DropConnect on the hidden-to-hidden matrices (wdrop)
         tie_weights: bool = True,
+        activation_penalty: float = 2.0,  # AR: alpha
+        temporal_penalty: float = 1.0,  # TAR: beta
     ) -> None:
         super().__init__()
         for name, p in (("dropout", dropout), ("dropout_hidden", dropout_hidden), ("dropout_input", dropout_input),
@@ -82,6 +84,10 @@ class AWDLSTM(nn.Module):
                 raise ConfigError(f"model.net.{name}={p} must be in [0, 1)")
         if num_layers < 1:
             raise ConfigError(f"model.net.num_layers={num_layers} must be at least 1")
+        for name, weight in (("activation_penalty", activation_penalty), ("temporal_penalty", temporal_penalty)):
+            if weight < 0:
+                raise ConfigError(f"model.net.{name}={weight} must be >= 0 (0: none)")
+        self.activation_penalty, self.temporal_penalty = activation_penalty, temporal_penalty
         self.dropout, self.dropout_hidden, self.dropout_input = dropout, dropout_hidden, dropout_input
         self.dropout_embedding = dropout_embedding
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
@@ -112,3 +118,11 @@ class AWDLSTM(nn.Module):
         dropped = locked_dropout(x, self.dropout, self.training)
         self.last_outputs = (x, dropped)
         return self.decoder(dropped), new_state
+
+    def regularization(self) -> torch.Tensor:
+        """AR and TAR of the latest pass, added to the training loss: the last layer's dropped outputs kept small
+        (activation_penalty * mean h^2) and its raw outputs kept smooth in time (temporal_penalty * mean of
+        (h_t - h_{t-1})^2)."""
+        raw, dropped = self.last_outputs
+        return (self.activation_penalty * dropped.pow(2).mean()
+                + self.temporal_penalty * (raw[:, 1:] - raw[:, :-1]).pow(2).mean())
