@@ -63,6 +63,7 @@ def work(tmp_path) -> Path:
 
 
 def test_a_sweep_killed_mid_trial_and_launched_again_ends_with_exactly_n_trials(work):
+    space_keys = ("model.optimizer.lr", "model.net.dropout")
     space = write_space(work, 4, "    model.optimizer.lr: {type: float, low: 0.005, high: 0.05, log: true}\n"
                                  "    model.net.dropout: {type: float, low: 0.0, high: 0.3}\n",
                         "  workers: 2\n  pruner: {_target_: optuna.pruners.NopPruner}\n")
@@ -92,7 +93,8 @@ def test_a_sweep_killed_mid_trial_and_launched_again_ends_with_exactly_n_trials(
     for t in study.trials:  # ...with the values it had, and nothing finished was repeated
         if t.number in replaced:
             retry = next(r for r in budget if t.number in r.system_attrs.get("retry_history", []))
-            assert retry.params == t.params
+            # A trial killed between its ask and its last draw has fewer values: the retry draws the rest.
+            assert t.params.items() <= retry.params.items() and set(retry.params) == set(space_keys)
     assert sorted(int(r["number"]) for r in rows(work / "sweep")) == sorted(t.number for t in budget)
     assert all((work / "sweep" / "trials" / f"{t.number:03d}" / "metrics.json").is_file() for t in budget)
     for number in interrupted:  # each interrupted trial's folder says how it ended
