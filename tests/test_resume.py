@@ -60,9 +60,13 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights_bit_for_bit(t
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     kill_at_step([sys.executable, str(REPO / "scripts" / "train.py"), *args, f"hydra.run.dir={tmp_path / 'killed'}"],
                  last, step, tmp_path)
-    killed_at = torch.load(last, weights_only=True)["global_step"]
+    killed = torch.load(last, weights_only=True)
+    killed_at = killed["global_step"]
     run_script("train.py", *args, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
-    resumed = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    final = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    # On a busy machine the kill can land after the last step: the resumed run then has nothing left to write.
+    nothing_left = killed_at == whole["global_step"] and not final.is_file()
+    resumed = killed if nothing_left else torch.load(final, weights_only=True)
 
     assert resumed["global_step"] == whole["global_step"]
     weights = ["state_dict", "current_model_state"] if "callbacks=ema" in extra else ["state_dict"]
