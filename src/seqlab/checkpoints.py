@@ -34,6 +34,7 @@ DATAMODULES = (
 )
 NETS = (  # what `model.net` may name
     "seqlab.nn.rnn_lm.RNNLanguageModel",
+    "seqlab.nn.window_lm.WindowLanguageModel",
     "seqlab.nn.lstm_forecaster.LSTMForecaster",
     "seqlab.nn.long_range_rnn.LongRangeRNN",
 )

@@ -3,7 +3,8 @@
 Lightning 2 has no truncated BPTT of its own, so this module keeps the recurrent state between steps:
 detached after each training step, reset when each epoch and each validation or test pass starts
 (the sanity check included), one state per stage so a validation pass in mid-epoch leaves training's
-state alone. Batches must come in stream order, which `data.stream.TokenStream` guarantees.
+state alone. Batches must come in stream order, which `data.stream.TokenStream` guarantees. A stateless net
+(`nn.window_lm`, on `data.mode=windows`) returns no state and predicts one token per example: nothing is carried.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class LanguageModel(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = batch
         logits, state = self.net(inputs, self.state.get(split))
+        if logits.shape[:2] != targets.shape:
+            raise ConfigError(
+                f"model.net gives {logits.shape[1]} prediction(s) per example but the data has {targets.shape[1]} "
+                "target(s): a window net (model=keras_lstm) needs data.mode=windows, a stream net (model=lstm) "
+                "data.mode=stream"
+            )
         self.state[split] = detach_state(state)
         count = (targets != IGNORE_INDEX).sum()
         # float(): the NLL of a bf16/fp16 logit row is computed in fp32, so perplexity is not rounded.

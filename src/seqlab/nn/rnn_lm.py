@@ -57,8 +57,11 @@ class RNNLanguageModel(nn.Module):
         return self.decoder(self.dropout(output)), state
 
 
-def detach_state(state: State) -> State:
-    """Cut the graph between batches: gradients stop at the batch boundary (truncated BPTT)."""
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph between batches: gradients stop at the batch boundary (truncated BPTT). A stateless net
+    (seqlab.nn.window_lm) returns None: there is nothing to carry."""
+    if state is None:
+        return None
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
