@@ -68,3 +68,14 @@ def test_a_net_that_does_not_fit_the_data_mode_is_one_clear_error():
                                                                            hidden_dim=4, num_layers=1))
     with pytest.raises(ConfigError, match="model.net gives 7 prediction.s. per example but the data has 1"):
         stream_model.test_step(TokenWindows(tokens, max_length=7).__getitems__([0, 1]), 0)
+
+
+def test_generation_with_a_window_net_reads_the_whole_text_so_far():
+    model = window_model()
+    model.vocabulary = ["<eos>"] + [f"w{i}" for i in range(1, VOCAB)]
+    text = model.generate("w3 w5", num_tokens=6, temperature=0)
+    ids = [0, 3, 5]  # <eos>, then the prompt
+    with torch.no_grad():
+        for _ in range(6):
+            ids.append(int(model.net(torch.tensor([ids]))[0][0, -1].argmax()))
+    assert text.replace("\n", " ").split() == ["w3", "w5"] + [model.vocabulary[i] for i in ids[3:] if i]

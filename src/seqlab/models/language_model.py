@@ -168,7 +168,9 @@ class LanguageModel(L.LightningModule):
             else:
                 next_id = int(torch.multinomial(torch.softmax(last / temperature, dim=-1), 1))
             generated.append(next_id)
-            logits, state = self.net(torch.tensor([[next_id]], device=self.device), state)
+            # A stateless net (nn.window_lm) keeps nothing between calls: it reads the whole text so far again.
+            step = [ids + generated] if state is None else [[next_id]]
+            logits, state = self.net(torch.tensor(step, device=self.device), state)
         words = [self.vocabulary[i] for i in generated]
         if self.hparams.tokenizer == "char":
             return prompt + "".join(words)
