@@ -40,6 +40,7 @@ EARLIER_NETS = {
 NETS = (  # what `model.net` may name
     "seqlab.nn.rnn_lm.RNNLanguageModel",
     "seqlab.nn.awd_lstm.AWDLSTM",
+    "seqlab.nn.window_lm.WindowLanguageModel",
     "seqlab.nn.lstm_forecaster.LSTMForecaster",
     "seqlab.nn.long_range_rnn.LongRangeRNN",
 )

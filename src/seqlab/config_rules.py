@@ -96,8 +96,11 @@ def _text_data() -> dict[str, Allowed]:
             f is None or isinstance(f, str) for f in value.values()
         )
 
+    from seqlab.data.token_windows import MODES
+
     return {
-        "batch_size": POSITIVE, "eval_batch_size": POSITIVE, "bptt": POSITIVE,
+        "batch_size": POSITIVE, "eval_batch_size": POSITIVE, "bptt": POSITIVE, "max_length": POSITIVE,
+        "mode": one_of(*MODES),
         "tokenizer": one_of(*TOKENIZERS),
         "val_fraction": FRACTION, "test_fraction": FRACTION,
         "files": Allowed(f"a file name or null for each of {', '.join(SPLITS)}", is_files, own_type=True),
@@ -131,6 +134,12 @@ def _rnn_lm() -> dict[str, Allowed]:
         "embedding_dim": POSITIVE, "hidden_dim": POSITIVE, "num_layers": POSITIVE, "dropout": DROPOUT,
         "cell": one_of(*CELLS),
     }
+
+
+def _window_lm() -> dict[str, Allowed]:
+    from seqlab.nn.cells import CELLS
+
+    return {"embedding_dim": POSITIVE, "hidden_dim": POSITIVE, "dropout": DROPOUT, "cell": one_of(*CELLS)}
 
 
 def _forecaster() -> dict[str, Allowed]:
@@ -225,6 +234,7 @@ RULES: dict[str, Callable[[], dict[str, Allowed]]] = {
     "seqlab.models.language_model.LanguageModel": _language_model,
     "seqlab.nn.rnn_lm.RNNLanguageModel": _rnn_lm,
     "seqlab.nn.awd_lstm.AWDLSTM": _awd_lstm,
+    "seqlab.nn.window_lm.WindowLanguageModel": _window_lm,
     "seqlab.models.forecaster.Forecaster": _forecaster,
     "seqlab.nn.lstm_forecaster.LSTMForecaster": _lstm_forecaster,
     "seqlab.data.long_range.LongRangeDataModule": _long_range_data,
@@ -261,6 +271,7 @@ SET_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "seqlab.nn.rnn_lm.RNNLanguageModel": {"vocab_size": "it comes from the data"},
     "seqlab.nn.awd_lstm.AWDLSTM": {"vocab_size": "it comes from the data"},
+    "seqlab.nn.window_lm.WindowLanguageModel": {"vocab_size": "it comes from the data"},
     "seqlab.nn.lstm_forecaster.LSTMForecaster": {
         **{name: "it comes from the data" for name in ("n_inputs", "n_outputs", "lookback", "horizon")},
         **{name: f"set model.{name}: the loss is made for it too" for name in ("head", "quantiles")},

@@ -1,14 +1,17 @@
-"""The datamodule of language modelling: a corpus (`corpus.py`) served as BPTT token streams (`stream.py`)."""
+"""The datamodule of language modelling: a corpus (`corpus.py`) served as BPTT token streams (`stream.py`), or as
+fixed-length windows each predicting its next token (`token_windows.py`, the classic Keras formulation)."""
 
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from seqlab.data.corpus import Corpus, CorpusSource, build_corpus
 from seqlab.data.pinned import pin_memory
 from seqlab.data.resume import ResumesMidEpoch
 from seqlab.data.stream import TokenStream
+from seqlab.data.token_windows import MODES, TokenWindows, batch_as_is
 from seqlab.errors import ConfigError, DataError
 
 
@@ -19,6 +22,8 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
     the stream stays in order) by `val_fraction` and `test_fraction`. `encoding` is the local files'.
     `num_proc` processes tokenize (None: one per 32 MB of text, up to one per core); with a `cache_dir`
     the token ids are memory-mapped, so a corpus larger than memory trains, and DDP ranks share one copy.
+    `mode` picks the batching: `stream` (`bptt`) or `windows` (`max_length`; the first `max_length` tokens of
+    each split are context only, never targets: see `token_windows.py`).
     """
 
     def __init__(
@@ -38,9 +43,15 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
         vocabulary: list[str] | None = None,
         encoding: str = "utf-8",
         num_proc: int | None = None,
+        mode: str = "stream",
+        max_length: int = 35,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt)):
+        if mode not in MODES:
+            raise ConfigError(f"data.mode={mode!r} is not one of {list(MODES)}")
+        sizes = (("batch_size", batch_size), ("eval_batch_size", eval_batch_size), ("bptt", bptt),
+                 ("max_length", max_length))
+        for name, value in sizes:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -49,6 +60,7 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
         self.source = CorpusSource(hub_name, hub_config, text_column, data_dir, files, encoding)
         self.tokenizer = tokenizer
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
+        self.mode, self.max_length = mode, max_length
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.cache_dir, self.num_proc = cache_dir, num_proc
         self.fixed_vocabulary = vocabulary
@@ -78,6 +90,8 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
         assert self.corpus is not None, "call setup() first"
         tokens = self.corpus.splits[split]
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.mode == "windows":
+            return self._window_loader(split, tokens, batch_size, rank, world_size)
         if tokens.numel() - 1 < batch_size * world_size:
             raise ConfigError(
                 f"the {split} split has {tokens.numel()} tokens, too few for {batch_size * world_size} columns; "
@@ -88,6 +102,21 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
         if split == "train":  # a killed run resumes mid-stream
             return self.resumable_loader(stream, batch_size=None, pin_memory=pin)
         return DataLoader(stream, batch_size=None, pin_memory=pin)  # each item is already a batch, in stream order
+
+    def _window_loader(self, split: str, tokens, batch_size: int, rank: int, world_size: int) -> DataLoader:
+        """Training shuffles the windows (from the global, seeded generator; resumable mid-epoch), validation and
+        test take them in order, each exactly once across processes."""
+        if tokens.numel() <= self.max_length:
+            raise ConfigError(
+                f"data.max_length={self.max_length} leaves no window in the {split} split ({tokens.numel()} tokens); "
+                f"set data.max_length below {tokens.numel()}"
+            )
+        windows, pin = TokenWindows(tokens, self.max_length), pin_memory(self.trainer)
+        if split == "train":  # Lightning adds its distributed sampler under DDP
+            return self.resumable_loader(windows, batch_size=batch_size, shuffle=True, collate_fn=batch_as_is,
+                                         pin_memory=pin)
+        sampler = UnrepeatedDistributedSampler(windows, world_size, rank, shuffle=False) if world_size > 1 else None
+        return DataLoader(windows, batch_size=batch_size, sampler=sampler, collate_fn=batch_as_is, pin_memory=pin)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size)

@@ -3,7 +3,8 @@
 Lightning 2 has no truncated BPTT of its own, so this module keeps the recurrent state between steps:
 detached after each training step, reset when each epoch and each validation or test pass starts
 (the sanity check included), one state per stage so a validation pass in mid-epoch leaves training's
-state alone. Batches must come in stream order, which `data.stream.TokenStream` guarantees.
+state alone. Batches must come in stream order, which `data.stream.TokenStream` guarantees. A stateless net
+(`nn.window_lm`, on `data.mode=windows`) returns no state and predicts one token per example: nothing is carried.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ class LanguageModel(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = batch
         logits, state = self.net(inputs, self.state.get(split))
+        if logits.shape[:2] != targets.shape:
+            raise ConfigError(
+                f"model.net gives {logits.shape[1]} prediction(s) per example but the data has {targets.shape[1]} "
+                "target(s): a window net (model=keras_lstm) needs data.mode=windows, a stream net (model=lstm) "
+                "data.mode=stream"
+            )
         self.state[split] = detach_state(state)
         count = (targets != IGNORE_INDEX).sum()
         # float(): the NLL of a bf16/fp16 logit row is computed in fp32, so perplexity is not rounded.
@@ -166,7 +173,9 @@ class LanguageModel(L.LightningModule):
             else:
                 next_id = int(torch.multinomial(torch.softmax(last / temperature, dim=-1), 1))
             generated.append(next_id)
-            logits, state = self.net(torch.tensor([[next_id]], device=self.device), state)
+            # A stateless net (nn.window_lm) keeps nothing between calls: it reads the whole text so far again.
+            step = [ids + generated] if state is None else [[next_id]]
+            logits, state = self.net(torch.tensor(step, device=self.device), state)
         words = [self.vocabulary[i] for i in generated]
         if self.hparams.tokenizer == "char":
             return prompt + "".join(words)

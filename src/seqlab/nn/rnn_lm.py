@@ -59,7 +59,8 @@ class RNNLanguageModel(nn.Module):
 
 def detach_state(state):
     """Cut the graph between batches: gradients stop at the batch boundary (truncated BPTT). Any nesting of
-    tuples and lists of tensors (an LSTM's (h, c), an AWD-LSTM's per-layer list of them); None stays None."""
+    tuples and lists of tensors (an LSTM's (h, c), an AWD-LSTM's per-layer list of them); a stateless net
+    (seqlab.nn.window_lm) returns None, and there is nothing to carry."""
     if state is None:
         return None
     if isinstance(state, (tuple, list)):
