@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from seqlab.data.pinned import pin_memory
 from seqlab.data.resume import ResumesMidEpoch
 from seqlab.errors import ConfigError
 
@@ -119,21 +118,14 @@ class LongRangeDataModule(ResumesMidEpoch, L.LightningDataModule):
                 "n_outputs": 1 if self.task == "adding" else ALPHABET + 1}
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        make = self.resumable_loader if split == "train" else DataLoader  # a killed run resumes mid-epoch
-        return make(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=pin_memory(self.trainer),
-        )
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        return self.map_loader(split, self.datasets[split], batch_size, num_workers=self.num_workers,
+                               persistent_workers=self.num_workers > 0)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
+
+from seqlab.data.pinned import pin_memory
 
 
 def rng_states() -> dict:
@@ -85,3 +88,17 @@ class ResumesMidEpoch:
     def resumable_loader(self, *args, **kwargs) -> ResumableLoader:
         resume, self._resume = self._resume, None
         return ResumableLoader(*args, resume=resume, **kwargs)
+
+    def map_loader(self, split: str, dataset, batch_size: int, **kwargs) -> DataLoader:
+        """A loader over a map-style dataset (windows): for training shuffled and resumable mid-epoch (Lightning
+        adds its distributed sampler); for validation and test in order, each item scored once across processes,
+        where Lightning's sampler would pad the last round by repeating items and change the scores."""
+        pin = pin_memory(self.trainer)
+        if split == "train":
+            return self.resumable_loader(dataset, batch_size=batch_size, shuffle=True, pin_memory=pin, **kwargs)
+        world_size = self.trainer.world_size if self.trainer else 1
+        sampler = None
+        if world_size > 1:  # rank r scores items r, r + world_size, ...
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=self.trainer.global_rank,
+                                                   shuffle=False)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, pin_memory=pin, **kwargs)

@@ -4,7 +4,6 @@ fixed-length windows each predicting its next token (`token_windows.py`, the cla
 from __future__ import annotations
 
 import lightning as L
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from seqlab.data.corpus import Corpus, CorpusSource, build_corpus
@@ -91,7 +90,7 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
         tokens = self.corpus.splits[split]
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         if self.mode == "windows":
-            return self._window_loader(split, tokens, batch_size, rank, world_size)
+            return self._window_loader(split, tokens, batch_size)
         if tokens.numel() - 1 < batch_size * world_size:
             raise ConfigError(
                 f"the {split} split has {tokens.numel()} tokens, too few for {batch_size * world_size} columns; "
@@ -103,7 +102,7 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
             return self.resumable_loader(stream, batch_size=None, pin_memory=pin)
         return DataLoader(stream, batch_size=None, pin_memory=pin)  # each item is already a batch, in stream order
 
-    def _window_loader(self, split: str, tokens, batch_size: int, rank: int, world_size: int) -> DataLoader:
+    def _window_loader(self, split: str, tokens, batch_size: int) -> DataLoader:
         """Training shuffles the windows (from the global, seeded generator; resumable mid-epoch), validation and
         test take them in order, each exactly once across processes."""
         if tokens.numel() <= self.max_length:
@@ -111,12 +110,7 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
                 f"data.max_length={self.max_length} leaves no window in the {split} split ({tokens.numel()} tokens); "
                 f"set data.max_length below {tokens.numel()}"
             )
-        windows, pin = TokenWindows(tokens, self.max_length), pin_memory(self.trainer)
-        if split == "train":  # Lightning adds its distributed sampler under DDP
-            return self.resumable_loader(windows, batch_size=batch_size, shuffle=True, collate_fn=batch_as_is,
-                                         pin_memory=pin)
-        sampler = UnrepeatedDistributedSampler(windows, world_size, rank, shuffle=False) if world_size > 1 else None
-        return DataLoader(windows, batch_size=batch_size, sampler=sampler, collate_fn=batch_as_is, pin_memory=pin)
+        return self.map_loader(split, TokenWindows(tokens, self.max_length), batch_size, collate_fn=batch_as_is)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import pandas as pd
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
-from seqlab.data.pinned import pin_memory
 from seqlab.data.resume import ResumesMidEpoch
 from seqlab.data.tables import Table, check_choices, choose_columns, load_table
 from seqlab.data.windows import SPLITS, Standardizer, WindowDataset, check_finite, split_borders
@@ -129,35 +127,19 @@ class ForecastDataModule(ResumesMidEpoch, L.LightningDataModule):
         return times[first : first + self.lookback], times[first + self.lookback : first + self.lookback + self.horizon]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
         # drop_last stays False everywhere: the benchmark code's drop_last=True on test skipped
         # windows, and scores over a different set of windows do not compare.
-        make = self.resumable_loader if split == "train" else DataLoader  # a killed run resumes mid-epoch
-        dataset, sampler = self.datasets[split], None
-        world_size = self.trainer.world_size if self.trainer else 1
-        if split != "train" and world_size > 1:
-            # Lightning's distributed sampler would pad the last round by repeating windows, which changes the
-            # scores: rank r scores windows r, r + world_size, ... instead, each window once.
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=self.trainer.global_rank,
-                                                   shuffle=False)
-        return make(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=pin_memory(self.trainer),
-        )
+        return self.map_loader(split, self.datasets[split], batch_size, num_workers=self.num_workers,
+                               persistent_workers=self.num_workers > 0)
 
 
 class SineDataModule(ForecastDataModule):
