@@ -36,11 +36,11 @@ class Regression(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
-def fit(scripted, nonmono=2):
+def fit(scripted, nonmono=2, finetune=False):
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(40, 3), torch.randn(40, 1))
     model = Regression(scripted)
-    callback = NonMonotonicAveraging(nonmono=nonmono)
+    callback = NonMonotonicAveraging(nonmono=nonmono, finetune=finetune)
     trainer = L.Trainer(max_epochs=len(scripted), callbacks=[callback], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0)
@@ -62,3 +62,17 @@ def test_after_the_switch_the_model_is_the_mean_of_the_iterates_since():
     expected = torch.stack(model.iterates[16:]).mean(0)
     assert torch.allclose(model.layer.weight, expected, atol=1e-6)
     assert torch.allclose(model.validated_with, expected, atol=1e-6)  # the last validation saw the average too
+
+
+def test_fine_tuning_averages_from_the_first_step_and_stops_when_the_average_stops_improving():
+    # Epoch 3 is worse than the best of those more than 2 before it: fine-tuning ends there, 4 epochs of 6.
+    model, callback = fit([5.0, 4.0, 4.5, 4.6, 4.7, 4.8], finetune=True)
+    assert callback.triggered_at == 0 and len(model.iterates) == 16
+    expected = torch.stack(model.iterates).mean(0)
+    assert torch.allclose(model.layer.weight, expected, atol=1e-6)
+    assert torch.allclose(model.validated_with, expected, atol=1e-6)
+
+
+def test_fine_tuning_runs_on_while_the_average_improves():
+    model, callback = fit([5.0, 4.0, 3.0, 2.0], finetune=True)
+    assert len(model.iterates) == 16 and callback.averaging

@@ -27,6 +27,7 @@ FORECASTER = [
 EMA = ["callbacks=ema", "callbacks.weight_averaging.decay=0.9"]
 EVERY_STEP = ["callbacks.model_checkpoint.every_n_train_steps=1"]
 EVERY_INSTANT = ["callbacks.model_checkpoint.every_n_minutes=1e-9"]  # the time interval, due at every step
+VARIABLE_BPTT = ["data.variable_bptt=true", "model.lr_length=8"]  # an unsized stream, cut anew each epoch
 
 
 def kill_at_step(command: list[str], last: Path, step: int, cwd: Path) -> None:
@@ -47,8 +48,9 @@ def kill_at_step(command: list[str], last: Path, step: int, cwd: Path) -> None:
 
 @pytest.mark.parametrize(
     "task, extra",
-    [("lm", EVERY_STEP), ("lm", EMA + EVERY_INSTANT), ("forecaster", EVERY_STEP), ("forecaster", EMA + EVERY_INSTANT)],
-    ids=["lm", "lm-ema", "forecaster", "forecaster-ema"],
+    [("lm", EVERY_STEP), ("lm", EMA + EVERY_INSTANT), ("lm", VARIABLE_BPTT + EVERY_STEP), ("forecaster", EVERY_STEP),
+     ("forecaster", EMA + EVERY_INSTANT)],
+    ids=["lm", "lm-ema", "lm-variable-bptt", "forecaster", "forecaster-ema"],
 )
 def test_a_run_killed_at_a_random_step_resumes_to_the_same_weights_bit_for_bit(tmp_path, task, extra):
     write_corpus(tmp_path / "corpus")

@@ -88,6 +88,23 @@ def test_resume_continues_from_the_checkpoint(trained):
     assert len(events.Scalars("val/ppl")) == 1  # only the third epoch was trained (and validated) here
 
 
+def test_init_from_starts_a_new_run_from_the_trained_weights(trained):
+    metrics = json.loads((trained / "run" / "metrics.json").read_text())
+    # At lr 1e-20 the weights never move (below float32 resolution): the run tests as the checkpoint it started from.
+    run_script(
+        "train.py", "data=text", "data.data_dir=corpus", "trainer.max_epochs=1", "model.optimizer.lr=1e-20",
+        f"init_from={metrics['best_checkpoint']}", f"hydra.run.dir={trained / 'init'}", *TINY[1:], cwd=trained,
+    )
+    started = json.loads((trained / "init" / "metrics.json").read_text())
+    assert started["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-5) and started["epochs"] == 1
+    # A net of another size does not fit: one line, naming the checkpoint.
+    done = run_script(
+        "train.py", "data=text", "data.data_dir=corpus", f"init_from={metrics['best_checkpoint']}",
+        f"hydra.run.dir={trained / 'init-wide'}", *TINY, "model.net.hidden_dim=24", cwd=trained, check=False,
+    )
+    assert done.returncode == 2 and "does not fit this run's model.net" in done.stderr.strip().splitlines()[-1]
+
+
 def test_the_reported_validation_is_what_validating_the_best_checkpoint_again_gives(trained, monkeypatch):
     import lightning as L
 
@@ -146,6 +163,10 @@ def test_wandb_offline_leaves_a_run_folder(trained):
         ("data.data_dir=missing data.bptt=0", "data.bptt=0 must be a positive integer"),
         ("trainer.precision=fp8", "trainer.precision=fp8 must be one of 64, 32, 16"),
         ("+data.foo=1", "data.foo=1 is not an argument of seqlab.data.text.TextDataModule: allowed: hub_name"),
+        ("init_from=nowhere.ckpt", "checkpoint not found: nowhere.ckpt"),
+        ("init_from=a.ckpt ckpt_path=b.ckpt", "give ckpt_path= (resume a run) or init_from= (a new run from its weights)"),
+        ("callbacks=nt_asgd callbacks.weight_averaging.finetune=true", "fine-tuning (callbacks.weight_averaging.finetune"),
+        ("data.mode=windows data.variable_bptt=true", "data.variable_bptt cuts a BPTT stream: it needs data.mode=stream"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, override, message):

@@ -157,6 +157,24 @@ def _shown(value) -> str:
     return f"a {type(value).__name__}"
 
 
+def start_from(model: L.LightningModule, trained: L.LightningModule, ckpt_path: str) -> None:
+    """Give `model` the weights of `trained` (`init_from=`: a new run, its optimiser and counters fresh), refused
+    when the two are not the same module with the same net."""
+    if type(model) is not type(trained):
+        raise CheckpointError(
+            f"{ckpt_path} holds a {type(trained).__name__}, not the {type(model).__name__} this run trains; "
+            "pick the model= it was trained with"
+        )
+    try:
+        model.load_state_dict(trained.state_dict())
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise CheckpointError(
+            f"{ckpt_path} does not fit this run's model.net ({lines[1] if len(lines) > 1 else lines[0]}); "
+            "use the net settings it was trained with"
+        ) from None
+
+
 def check_fits(model: L.LightningModule, data_kwargs: dict, ckpt_path: str) -> None:
     """The data must give the model the sizes it was trained with (vocabulary, channels, horizon...)."""
     for key, value in data_kwargs.items():

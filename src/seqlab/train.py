@@ -12,8 +12,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, WeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.checkpointing import AtomicCheckpointIO
+from seqlab.checkpoints import load_trained, start_from
 from seqlab.config_schema import check_config
-from seqlab.errors import SeqlabError
+from seqlab.errors import ConfigError, SeqlabError
 from seqlab.reporting import report_run
 from seqlab.runs import build, build_all, check_processes, log, print_config, reported_errors, seed, write_json
 from seqlab.sweep.trial import is_pruned, pruning_callbacks
@@ -128,6 +129,15 @@ class StopOnDivergence(L.Callback):
         return DivergenceError(f"{what}: lower model.optimizer.lr or clip gradients (trainer.gradient_clip_val); {kept}")
 
 
+def check_start(cfg: DictConfig) -> None:
+    """Where the weights start: a resumed run, a trained model's weights, or fresh ones."""
+    if cfg.get("init_from") and cfg.get("ckpt_path"):
+        raise ConfigError("give ckpt_path= (resume a run) or init_from= (a new run from its weights), not both")
+    if OmegaConf.select(cfg, "callbacks.weight_averaging.finetune", default=False) and not cfg.get("init_from"):
+        raise ConfigError("fine-tuning (callbacks.weight_averaging.finetune=true) needs a trained model: add "
+                          "init_from=CHECKPOINT, the best checkpoint of the run to fine-tune")
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train, test the best checkpoint, and return the metric a sweeper minimises (`model.monitor`)."""
     output_dir = Path(cfg.paths.output_dir)
@@ -140,12 +150,18 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     print_config(cfg, output_dir)
     check_config(cfg)  # a bad value stops here, before any data is read
     check_processes(cfg)  # and what several processes cannot do
+    check_start(cfg)
     seed(cfg)
 
-    datamodule = build(cfg.data)
+    # init_from: a new run that starts from a trained model's weights (AWD-LSTM's fine-tuning stage, say); its data
+    # must use the same token ids.
+    trained = load_trained(cfg.init_from)[0] if cfg.get("init_from") else None
+    datamodule = build(cfg.data, **(trained.datamodule_kwargs() if trained else {}))
     datamodule.prepare_data()
     datamodule.setup("fit")
     model = build(cfg.model, **datamodule.model_kwargs())
+    if trained is not None:
+        start_from(model, trained, cfg.init_from)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     pruning = pruning_callbacks(cfg.get("trial"))

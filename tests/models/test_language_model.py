@@ -108,6 +108,8 @@ def test_bad_options_are_config_errors():
         make_model(tie_weights=True)
     with pytest.raises(ConfigError, match="loss_scale"):
         make_model(loss_scale="batch")
+    with pytest.raises(ConfigError, match="lr_length"):
+        make_model(lr_length=0)
 
 
 def test_greedy_generation_is_deterministic_and_uses_the_vocabulary():
@@ -119,3 +121,23 @@ def test_greedy_generation_is_deterministic_and_uses_the_vocabulary():
     L.seed_everything(0)
     sampled = model.generate("", num_tokens=30, temperature=1.0)
     assert set(sampled.split()) <= set(vocabulary)
+
+
+def test_lr_length_scales_each_step_to_its_batch_length_and_puts_the_rate_back():
+    from torch.utils.data import DataLoader
+
+    tokens = torch.randint(0, VOCAB, (11,), generator=torch.Generator().manual_seed(4))
+    batch = next(iter(TokenStream(tokens, batch_size=2, bptt=5)))  # one batch of 5 steps
+    model = make_model(optimizer=functools.partial(torch.optim.SGD, lr=1.0), lr_length=10).train()
+    reference = make_model().train()
+    inputs, targets = batch
+    logits, _ = reference.net(inputs)
+    F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
+    expected = {name: p.detach() - 0.5 * p.grad for name, p in reference.net.named_parameters()}  # lr * 5 / 10
+
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, DataLoader(TokenStream(tokens, batch_size=2, bptt=5), batch_size=None))
+    for name, p in model.net.named_parameters():
+        assert torch.allclose(p, expected[name], atol=1e-6), name
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 1.0

@@ -115,3 +115,17 @@ def test_a_task_the_data_does_not_have_is_refused_in_one_line():
         LongRangeModel(task="sort", n_inputs=2, n_outputs=1)
     with pytest.raises(ConfigError, match=r"^model.net.cell=lst is not one of lstm, gru, rnn$"):
         LongRangeModel(task="adding", n_inputs=2, n_outputs=1, net=functools.partial(LongRangeRNN, cell="lst"))
+
+
+def test_forget_bias_starts_every_forget_gate_at_the_value_and_nothing_else():
+    torch.manual_seed(0)
+    plain = LongRangeRNN(n_inputs=2, n_outputs=1, hidden_dim=6)
+    torch.manual_seed(0)
+    biased = LongRangeRNN(n_inputs=2, n_outputs=1, hidden_dim=6, forget_bias=1.0)
+    total = biased.cell.bias_ih_l0 + biased.cell.bias_hh_l0  # the gate sees the sum: input, forget, cell, output
+    assert torch.equal(total[6:12], torch.ones(6))
+    for name in ("bias_ih_l0", "bias_hh_l0"):
+        kept = torch.cat([getattr(plain.cell, name)[:6], getattr(plain.cell, name)[12:]])
+        assert torch.equal(torch.cat([getattr(biased.cell, name)[:6], getattr(biased.cell, name)[12:]]), kept)
+    with pytest.raises(ConfigError, match="forget_bias applies to cell=lstm only"):
+        LongRangeRNN(n_inputs=2, n_outputs=1, cell="gru", forget_bias=1.0)

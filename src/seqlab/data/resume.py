@@ -67,8 +67,10 @@ def training_position(trainer) -> dict:
     if not isinstance(loader, ResumableLoader) or loader.epoch_rng is None:
         return {}
     now = rng_states()
-    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-    if 0 < done < trainer.num_training_batches:
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    done = progress.current.processed
+    # An unsized stream (data.variable_bptt) counts as infinitely long: its last batch says the epoch is over.
+    if 0 < done < trainer.num_training_batches and not progress.is_last_batch:
         return {"batches": done, "epoch_rng": loader.epoch_rng, "rng": now}
     return {"batches": 0, "epoch_rng": now, "rng": now}
 

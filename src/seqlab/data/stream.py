@@ -7,6 +7,10 @@ holds time steps [k * bptt, (k + 1) * bptt) of every column, so the hidden state
 right start for batch k + 1. The tail (of the last column, or of the last few in a short stream) is
 padded with `ignore_index` targets, so every pair is scored exactly once whatever the batch size, and every
 process sees the same number of batches.
+
+With `variable_bptt` the training stream is cut at random lengths instead (AWD-LSTM, Merity et al. 2018): each
+batch is `bptt` long with probability 0.95 and `bptt / 2` otherwise, plus normal noise of standard deviation 5,
+at least 5 steps. Every epoch cuts the stream at new places, so no token is always the first of its window.
 """
 
 from __future__ import annotations
@@ -18,6 +22,19 @@ import torch
 from torch.utils.data import IterableDataset
 
 IGNORE_INDEX = -100
+FULL_LENGTH_PROBABILITY, LENGTH_STD, MIN_LENGTH = 0.95, 5.0, 5  # AWD-LSTM's variable BPTT
+
+
+def variable_lengths(total: int, bptt: int) -> list[int]:
+    """Batch lengths that cover `total` steps, drawn from torch's global generator (seeded by the run, and saved
+    and restored by a resumed run, so a resumed epoch is cut at the same places): the last one is what is left."""
+    lengths, covered = [], 0
+    while covered < total:
+        mean = bptt if float(torch.rand(())) < FULL_LENGTH_PROBABILITY else bptt / 2
+        length = max(MIN_LENGTH, int(torch.normal(mean, LENGTH_STD, ())))
+        lengths.append(min(length, total - covered))
+        covered += lengths[-1]
+    return lengths
 
 
 class TokenStream(IterableDataset):
@@ -52,8 +69,14 @@ class TokenStream(IterableDataset):
         return math.ceil(self.length / self.bptt)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, self.length, self.bptt):
-            yield self._window(start, min(start + self.bptt, self.length))
+        start = 0
+        for length in self.lengths():
+            yield self._window(start, start + length)
+            start += length
+
+    def lengths(self) -> list[int]:
+        """The length of each batch of one pass."""
+        return [min(self.bptt, self.length - start) for start in range(0, self.length, self.bptt)]
 
     @property
     def inputs(self) -> torch.Tensor:
@@ -77,3 +100,18 @@ class TokenStream(IterableDataset):
         real = positions < self.num_targets
         at = positions.clamp(max=self.num_targets - 1)
         return torch.where(real, self.tokens[at], 0), torch.where(real, self.tokens[at + 1], IGNORE_INDEX)
+
+
+class VariableTokenStream(TokenStream):
+    """A TokenStream cut at new random lengths each pass (`variable_lengths`), for training.
+
+    It has no length: the number of batches changes with each pass, and Lightning counts the batches of an
+    unsized stream as they come (validation then runs at the end of each epoch).
+    """
+
+    __len__ = None  # type: ignore[assignment]
+
+    def lengths(self) -> list[int]:
+        # All of a pass's lengths are drawn before its first batch, so they do not depend on what else (dropout)
+        # draws from the same generator between batches: a resumed epoch is cut at the same places.
+        return variable_lengths(self.length, self.bptt)

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from seqlab.data.corpus import Corpus, CorpusSource, build_corpus
 from seqlab.data.pinned import pin_memory
 from seqlab.data.resume import ResumesMidEpoch
-from seqlab.data.stream import TokenStream
+from seqlab.data.stream import TokenStream, VariableTokenStream
 from seqlab.data.token_windows import MODES, TokenWindows, batch_as_is
 from seqlab.errors import ConfigError, DataError
 
@@ -21,7 +21,8 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
     the stream stays in order) by `val_fraction` and `test_fraction`. `encoding` is the local files'.
     `num_proc` processes tokenize (None: one per 32 MB of text, up to one per core); with a `cache_dir`
     the token ids are memory-mapped, so a corpus larger than memory trains, and DDP ranks share one copy.
-    `mode` picks the batching: `stream` (`bptt`) or `windows` (`max_length`; the first `max_length` tokens of
+    `mode` picks the batching: `stream` (`bptt`; `variable_bptt` cuts training batches at random lengths around
+    it, AWD-LSTM's, see `stream.py`) or `windows` (`max_length`; the first `max_length` tokens of
     each split are context only, never targets: see `token_windows.py`).
     """
 
@@ -44,6 +45,7 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
         num_proc: int | None = None,
         mode: str = "stream",
         max_length: int = 35,
+        variable_bptt: bool = False,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -55,11 +57,13 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
                 raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
+        if variable_bptt and mode != "stream":
+            raise ConfigError("data.variable_bptt cuts a BPTT stream: it needs data.mode=stream, or set it to false")
         files = dict(files) if files else None
         self.source = CorpusSource(hub_name, hub_config, text_column, data_dir, files, encoding)
         self.tokenizer = tokenizer
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
-        self.mode, self.max_length = mode, max_length
+        self.mode, self.max_length, self.variable_bptt = mode, max_length, variable_bptt
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.cache_dir, self.num_proc = cache_dir, num_proc
         self.fixed_vocabulary = vocabulary
@@ -96,7 +100,8 @@ class TextDataModule(ResumesMidEpoch, L.LightningDataModule):
                 f"the {split} split has {tokens.numel()} tokens, too few for {batch_size * world_size} columns; "
                 "lower data.batch_size / data.eval_batch_size"
             )
-        stream = TokenStream(tokens, batch_size, self.bptt, rank, world_size)
+        variable = self.variable_bptt and split == "train"  # validation and test are always cut every bptt steps
+        stream = (VariableTokenStream if variable else TokenStream)(tokens, batch_size, self.bptt, rank, world_size)
         pin = pin_memory(self.trainer)
         if split == "train":  # a killed run resumes mid-stream
             return self.resumable_loader(stream, batch_size=None, pin_memory=pin)

@@ -43,11 +43,14 @@ class LanguageModel(L.LightningModule):
         monitor: str = "val/ppl",
         vocabulary: list[str] | None = None,
         tokenizer: str = "word",
+        lr_length: int | None = None,
     ) -> None:
         super().__init__()
         reuse_host_memory()  # each step's logits reuse the last step's pages (models/allocator.py)
         if loss_scale not in LOSS_SCALES:
             raise ConfigError(f"model.loss_scale={loss_scale!r} is not one of {list(LOSS_SCALES)}")
+        if lr_length is not None and (not isinstance(lr_length, int) or lr_length < 1):
+            raise ConfigError(f"model.lr_length={lr_length!r} must be a positive integer (the BPTT length) or null")
         if vocabulary is not None and len(vocabulary) != vocab_size:
             raise ConfigError(f"vocab_size={vocab_size} but the vocabulary has {len(vocabulary)} tokens")
         # Checkpoints hold plain data only, so they load with torch.load(weights_only=True): the net, optimiser
@@ -63,6 +66,7 @@ class LanguageModel(L.LightningModule):
         self.val_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
         self.test_acc = MulticlassAccuracy(vocab_size, average="micro", ignore_index=IGNORE_INDEX)
         self.state: dict[str, State | None] = {}
+        self.batch_length: int | None = None  # steps in the training batch being trained on
         self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
         # Each process counts its own tokens (train.py sums them): DDP must not overwrite the count with rank 0's
         # before every step, as it does with buffers.
@@ -90,6 +94,24 @@ class LanguageModel(L.LightningModule):
             # Top-1 predictions: max(-1).indices is argmax (the first maximum), in under half its time on a CPU.
             getattr(self, f"{split}_acc").update(logits.max(-1).indices.flatten(), targets.flatten())
         return loss, count
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.batch_length = batch[0].shape[1]
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """With `lr_length`, a batch of L steps trains at lr * L / lr_length (AWD-LSTM's, with data.variable_bptt):
+        a short batch's gradient, a mean over fewer steps, moves the weights less. The optimiser's own learning
+        rate, which schedules and the logs see, is back in place after the step."""
+        if self.hparams.get("lr_length") is None or self.batch_length is None:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        rates = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * self.batch_length / self.hparams.lr_length
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for group, rate in zip(optimizer.param_groups, rates):
+                group["lr"] = rate
 
     def training_step(self, batch, batch_idx):
         loss, count = self._step(batch, "train")

@@ -16,9 +16,20 @@ from seqlab.nn.cells import CELLS
 READOUTS = ("last", "every")
 
 
+def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Start every forget gate at sigmoid(value): with value 1, the cell keeps most of its memory from the first
+    step (Gers et al. 2000; Jozefowicz et al. 2015; Keras's `unit_forget_bias`). PyTorch's gate order is
+    input, forget, cell, output, and the two bias vectors add up, so b_ih carries the value and b_hh zero."""
+    hidden = lstm.hidden_size
+    with torch.no_grad():
+        for name, bias in lstm.named_parameters():
+            if name.startswith("bias_"):
+                bias[hidden : 2 * hidden] = value if name.startswith("bias_ih") else 0.0
+
+
 class LongRangeRNN(nn.Module):
     def __init__(self, n_inputs: int, n_outputs: int, hidden_dim: int = 128, cell: str = "lstm",
-                 readout: str = "last") -> None:
+                 readout: str = "last", forget_bias: float | None = None) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ConfigError(f"model.net.cell={cell} is not one of {', '.join(CELLS)}")
@@ -27,7 +38,11 @@ class LongRangeRNN(nn.Module):
         if hidden_dim < 1:
             raise ConfigError(f"model.net.hidden_dim={hidden_dim} must be a positive integer")
         self.n_inputs, self.readout, self.cell_name, self.hidden_dim = n_inputs, readout, cell, hidden_dim
+        if forget_bias is not None and cell != "lstm":
+            raise ConfigError(f"model.net.forget_bias applies to cell=lstm only, not {cell}: set it to null")
         self.cell = CELLS[cell](n_inputs, hidden_dim, batch_first=True)
+        if forget_bias is not None:
+            set_forget_bias(self.cell, forget_bias)
         self.out = nn.Linear(hidden_dim, n_outputs)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
