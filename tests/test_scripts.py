@@ -167,6 +167,7 @@ def test_wandb_offline_leaves_a_run_folder(trained):
         ("init_from=a.ckpt ckpt_path=b.ckpt", "give ckpt_path= (resume a run) or init_from= (a new run from its weights)"),
         ("callbacks=nt_asgd callbacks.weight_averaging.finetune=true", "fine-tuning (callbacks.weight_averaging.finetune"),
         ("data.mode=windows data.variable_bptt=true", "data.variable_bptt cuts a BPTT stream: it needs data.mode=stream"),
+        ("data.variable_bptt=true trainer.val_check_interval=0.5", "Lightning refused the settings: When using an Iter"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, override, message):

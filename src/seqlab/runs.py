@@ -17,6 +17,7 @@ import rich.syntax
 import rich.tree
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -90,6 +91,8 @@ def user_error(exc: BaseException) -> SeqlabError | None:
     while exc is not None:
         if isinstance(exc, SeqlabError):
             return exc
+        if isinstance(exc, MisconfigurationException):  # Lightning's own refusal of a trainer setting says the fix
+            return ConfigError(f"Lightning refused the settings: {_first_line(exc)}")
         if isinstance(exc, torch.OutOfMemoryError):
             return OutOfMemory(f"out of GPU memory ({_first_line(exc)}): {MEMORY_KNOBS}")
         if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)):

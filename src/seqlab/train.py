@@ -152,6 +152,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     check_processes(cfg)  # and what several processes cannot do
     check_start(cfg)
     seed(cfg)
+    torch.set_flush_denormal(bool(cfg.get("flush_denormal", False)))
 
     # init_from: a new run that starts from a trained model's weights (AWD-LSTM's fine-tuning stage, say); its data
     # must use the same token ids.

@@ -129,3 +129,19 @@ def test_forget_bias_starts_every_forget_gate_at_the_value_and_nothing_else():
         assert torch.equal(torch.cat([getattr(biased.cell, name)[:6], getattr(biased.cell, name)[12:]]), kept)
     with pytest.raises(ConfigError, match="forget_bias applies to cell=lstm only"):
         LongRangeRNN(n_inputs=2, n_outputs=1, cell="gru", forget_bias=1.0)
+
+
+def test_gradient_norms_keep_the_denormal_tail_of_a_run_that_flushes_it():
+    from seqlab.models.long_range_gradients import denormals_flushed
+
+    dm, model = setup("adding", "rnn", gap=40)
+    with torch.no_grad():  # each step back multiplies the gradient by about 0.05: far below 1e-38 after 30 steps
+        model.net.cell.weight_hh_l0.copy_(0.05 * torch.eye(model.net.hidden_dim))
+    x, y = dm.datasets["test"][:4]
+    torch.set_flush_denormal(True)
+    try:
+        norms = hidden_gradient_norms(model.net, model.sequence_losses, x, y)
+        assert denormals_flushed()  # the run's setting is back in place
+    finally:
+        torch.set_flush_denormal(False)
+    assert 0 < norms[10] < 1e-38  # denormal, kept (flushed, it would be 0; further back float32 itself ends)
