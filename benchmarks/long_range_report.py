@@ -1,6 +1,6 @@
 """The long-range memory report: which cell remembers across how many steps, from the runs of an experiment=long_range sweep.
 
-    python scripts/train.py -m experiment=long_range data.task=adding model.net.cell=rnn,gru,lstm data.gap=10,50,100,200,400 seed=1,2,3
+    python scripts/train.py -m experiment=long_range data.task=adding     # the experiment's grid: 45 runs
     python benchmarks/long_range_report.py outputs/train/multiruns/DATE_TIME --out outputs/long_range_report
 
 reads every run folder below the folders given (its config.yaml and metrics.json; runs that did not complete are
