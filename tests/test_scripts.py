@@ -105,6 +105,23 @@ def test_init_from_starts_a_new_run_from_the_trained_weights(trained):
     assert done.returncode == 2 and "does not fit this run's model.net" in done.stderr.strip().splitlines()[-1]
 
 
+def test_early_stopping_watches_validations_and_a_fit_cut_short_before_one_still_completes(trained):
+    # A first validation, then none better by 1000: stopped after the second epoch of 5.
+    run_script(
+        "train.py", "data=text", "data.data_dir=corpus", "trainer.max_epochs=5", "callbacks.early_stopping.patience=0",
+        "+callbacks.early_stopping.min_delta=1000", "logger=none", f"hydra.run.dir={trained / 'stopped'}", *TINY,
+        cwd=trained,
+    )
+    assert json.loads((trained / "stopped" / "metrics.json").read_text())["epochs"] == 2
+    # One step, no validation at all: nothing for early stopping to check, and the run still tests and reports.
+    run_script(
+        "train.py", "data=text", "data.data_dir=corpus", "trainer.max_steps=1", "logger=none",
+        f"hydra.run.dir={trained / 'one-step'}", *TINY, cwd=trained,
+    )
+    metrics = json.loads((trained / "one-step" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and "test/ppl" in metrics
+
+
 def test_the_reported_validation_is_what_validating_the_best_checkpoint_again_gives(trained, monkeypatch):
     import lightning as L
 
