@@ -141,9 +141,24 @@ def test_revin_round_trip(affine):
         torch.testing.assert_close(z.std(1, unbiased=False), torch.ones(5, 3), atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("decoder", ["direct", "recurrent"])
+def test_a_lookback_the_segment_does_not_divide_is_padded_with_its_oldest_row(decoder):
+    """Lookback 20 in segments of 8: the net reads the window as the same net reads it with 4 copies of its first
+    row in front, at lookback 24."""
+    torch.manual_seed(0)
+    kwargs = {"n_inputs": 3, "n_outputs": 3, "horizon": 5, "segment_length": 8, "decoder": decoder,
+              "instance_norm": None, "channel_independent": True}
+    short, padded = LSTMForecaster(lookback=20, **kwargs).eval(), LSTMForecaster(lookback=24, **kwargs).eval()
+    padded.load_state_dict(short.state_dict())
+    x = torch.randn(2, 20, 3)
+    front = x[:, :1].expand(-1, 4, -1)
+    torch.testing.assert_close(short(x), padded(torch.cat([front, x], dim=1)), rtol=0, atol=0)
+    assert not torch.equal(short(x), padded(torch.cat([torch.zeros_like(front), x], dim=1)))
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"n_outputs": 1, "channel_independent": True}, "channel_independent"),
-    ({"segment_length": 5}, "segment_length"),
+    ({"segment_length": L + 1}, "segment_length"),
     ({"segment_length": 0}, "segment_length"),
     ({"decoder": "beam"}, "decoder"),
     ({"head": "laplace"}, "head"),

@@ -112,7 +112,7 @@ class LSTMForecaster(nn.Module):
         if self.norm is not None:
             x, stats = self.norm.normalize(x)
         streams = self._to_streams(x)  # [S, L, stream_in]
-        steps = streams.reshape(streams.shape[0], self.lookback // self.step, self.step * self.stream_in)
+        steps = self._segments(streams)  # [S, ceil(L / W), W * stream_in]
         _, state = self.rnn(self.embed(steps))
 
         if self.decoder == "recurrent":
@@ -131,6 +131,14 @@ class LSTMForecaster(nn.Module):
         if self.cycle is not None:
             shift = shift + self._cycle_at(start, self.lookback, self.horizon)[..., self.n_inputs - self.n_outputs :]
         return self.head(raw, scale, shift)
+
+    def _segments(self, streams: torch.Tensor) -> torch.Tensor:
+        """Whole segments of W steps; a lookback that W does not divide (512 in 24s) is padded at the front with
+        copies of its oldest row, so the newest rows keep their places at the end of the last segment."""
+        short = -self.lookback % self.step
+        if short:
+            streams = torch.cat([streams[:, :1].expand(-1, short, -1), streams], dim=1)
+        return streams.reshape(streams.shape[0], -1, self.step * self.stream_in)
 
     def _cycle_at(self, start: torch.Tensor, offset: int, length: int) -> torch.Tensor:
         """The cycle over rows start+offset ... start+offset+length-1 of each window: [B, length, C]."""
@@ -212,8 +220,8 @@ def _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_
             f"model.net.channel_independent=true forecasts every input, but there are {n_inputs} inputs and "
             f"{n_outputs} outputs. Use data.features=M or S, or model.net.channel_independent=false."
         )
-    if segment_length is not None and (segment_length < 1 or lookback % segment_length):
+    if segment_length is not None and not 1 <= segment_length <= lookback:
         raise ConfigError(
-            f"model.net.segment_length={segment_length} must divide the lookback {lookback}. "
-            "Pick a divisor (e.g. 12, 24, 48 for 96) or model.net.segment_length=null."
+            f"model.net.segment_length={segment_length} must be between 1 and the lookback {lookback} "
+            "(e.g. 24 for 96), or null."
         )

@@ -69,7 +69,7 @@ def _run(cfg: DictConfig, sweep_dir: Path) -> float:
     workers = int(search.workers)
     if workers < 1:
         raise ConfigError(f"hparams_search.workers={workers} must be at least 1")
-    fixed = fixed_overrides(space)
+    fixed = fixed_overrides(space) + trial_overrides(search.get("overrides") or [], space, cfg)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(search, sweep_dir / "search.yaml", resolve=True)
 
@@ -143,6 +143,24 @@ def fixed_overrides(space: dict) -> list[str]:
             raise ConfigError(f"{key} is both searched (hparams_search.params) and set on the command line; drop one")
         values.append(override.input_line)
     return picks + values
+
+
+def trial_overrides(overrides: list[str], space: dict, cfg: DictConfig) -> list[str]:
+    """`hparams_search.overrides`: what every trial adds to the recipe (a shorter budget, no test), checked
+    here on a copy of the config, so a typo fails the sweep once rather than every trial."""
+    trial_cfg = cfg.copy()
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        if key in space or f"+{key}" in space:
+            raise ConfigError(f"hparams_search.overrides sets {key}, which is also searched; drop one")
+        if OmegaConf.select(trial_cfg, key.lstrip("+"), default=_MISSING) is _MISSING and not key.startswith("+"):
+            raise ConfigError(f"hparams_search.overrides: the training config has no key {key}; check its spelling")
+        OmegaConf.update(trial_cfg, key.lstrip("+"), override.value(), force_add=True)
+    check_config(trial_cfg)
+    return list(overrides)
+
+
+_MISSING = object()
 
 
 def _launch(study, trial, *, space, fixed, trial_node, sweep_dir, env) -> Running:

@@ -20,7 +20,8 @@ def check_space(params: Mapping, train_cfg: DictConfig) -> dict[str, dict]:
     """Each searched key as a plain dict, refused early if the training config has no such key or the spec is wrong."""
     space = {}
     for key, spec in params.items():
-        spec = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else dict(spec or {})
+        # Resolved, so a choice can follow the data (`${data.season}`); a choice that resolves twice counts once.
+        spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec or {})
         where = f"hparams_search.params.{key}"
         kind = spec.get("type")
         if kind not in KINDS:
@@ -28,6 +29,7 @@ def check_space(params: Mapping, train_cfg: DictConfig) -> dict[str, dict]:
         if kind == "categorical":
             if not spec.get("choices"):
                 raise ConfigError(f"{where}: a categorical needs a non-empty list of choices")
+            spec["choices"] = list({_key(c): c for c in spec["choices"]}.values())
         elif "low" not in spec or "high" not in spec or not spec["low"] < spec["high"]:
             raise ConfigError(f"{where}: a {kind} needs low < high (got low={spec.get('low')}, high={spec.get('high')})")
         elif spec.get("log") and spec["low"] <= 0:
@@ -55,6 +57,10 @@ def check_values(space: Mapping[str, dict], train_cfg: DictConfig) -> None:
 
 
 _MISSING = object()
+
+
+def _key(choice):
+    return repr(choice)  # lists and dicts are choices too, and unhashable
 
 
 def sample(trial: optuna.Trial, space: Mapping[str, dict]) -> dict:
