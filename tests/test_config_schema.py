@@ -106,24 +106,41 @@ def test_a_bad_value_is_one_line_naming_key_value_and_what_is_allowed(overrides,
 @pytest.mark.parametrize("data", names("data"))
 @pytest.mark.parametrize("model", names("model"))
 def test_every_data_and_model_config_passes(data, model):
-    path = ["data.path=x.csv"] if data == "csv" else []  # the one data config without a default source
+    path = ["data.path=x.csv"] if data in NO_DEFAULT_SOURCE else []
     check_config(composed(overrides=[f"data={data}", f"model={model}", *path]))
 
 
+NO_DEFAULT_SOURCE = ("csv", "weather", "exchange")  # data configs whose file has no public URL: data.path=FILE
 CHOICES = [f"{group}={name}" for group in ("experiment", "trainer", "debug", "callbacks", "logger")
            for name in names(group)]
 
 
 @pytest.mark.parametrize("choice", CHOICES)
 def test_every_experiment_trainer_debug_callbacks_and_logger_config_passes(choice):
-    check_config(composed(overrides=[choice]))
+    needs = {"experiment=forecast_lstm": ["data=etth1"]}  # the forecasting experiments' base: any series data
+    needs.update({f"experiment={name}": ["data.path=x.csv"] for name in names("experiment")
+                  if name.startswith(("weather_", "exchange_"))})
+    check_config(composed(overrides=[choice, *needs.get(choice, [])]))
 
 
 @pytest.mark.parametrize("search", names("hparams_search"))
 def test_every_search_passes_with_every_value_it_can_draw(search):
-    cfg = composed("sweep", [f"hparams_search={search}"])
+    needs = {"forecast_optuna": ["data=etth1"], **{name: ["data.path=x.csv"] for name in names("hparams_search")
+                                                   if name.startswith(("weather", "exchange"))}}
+    cfg = composed("sweep", [f"hparams_search={search}", *needs.get(search, [])])
     check_config(cfg)
     assert check_space(cfg.hparams_search.params, cfg)
+
+
+@pytest.mark.parametrize("overrides, cycles", [
+    (["hparams_search=forecast_optuna", "data=etth1"], [None, 24]),
+    (["hparams_search=forecast_optuna", "data=csv"], [None]),  # no season: the two choices are one
+    (["hparams_search=ettm1"], [None, 96]),
+    (["hparams_search=weather_l96"], [None, 144]),
+])
+def test_a_searched_choice_follows_the_data(overrides, cycles):
+    cfg = composed("sweep", [*overrides, "data.path=x.csv"])
+    assert check_space(cfg.hparams_search.params, cfg)["model.net.cycle_length"]["choices"] == cycles
 
 
 def test_a_search_range_reaching_a_bad_value_is_refused_before_any_trial():

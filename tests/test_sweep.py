@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
 from seqlab.sweep.space import override_value
 from tests.conftest import REPO, write_corpus
@@ -206,6 +207,9 @@ def test_a_sweep_in_which_no_trial_completes_exits_non_zero(work):
         ("    model.net.dropout: {type: float, low: 0.0, high: 1.5}\n", "seed=1",
          "hparams_search.params.model.net.dropout: model.net.dropout=1.5 must be a number in [0, 1)"),
         (LR, "data.bptt=0", "data.bptt=0 must be a positive integer"),
+        (LR, 'hparams_search.overrides=["trainer.max_epoch=1"]', "the training config has no key trainer.max_epoch"),
+        (LR, 'hparams_search.overrides=["model.optimizer.lr=0.1"]', "sets model.optimizer.lr, which is also searched"),
+        (LR, 'hparams_search.overrides=["data.bptt=0"]', "data.bptt=0 must be a positive integer"),
     ],
 )
 def test_a_bad_search_is_one_clear_line_before_any_trial(work, params, override, message):
@@ -213,6 +217,15 @@ def test_a_bad_search_is_one_clear_line_before_any_trial(work, params, override,
     done = run_script("sweep.py", *space, *SMALL, override, f"hydra.run.dir={work / 'sweep'}", cwd=work, check=False)
     assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1]
     assert not (work / "sweep" / "trials").exists()
+
+
+def test_every_trial_runs_with_the_searchs_own_overrides(work):
+    space = write_space(work, 1, LR, '  overrides: ["trainer.max_epochs=1", "test=false"]\n')
+    run_script("sweep.py", *space, *SMALL, f"hydra.run.dir={work / 'sweep'}", cwd=work)
+    trial = work / "sweep" / "trials" / "000"
+    assert OmegaConf.load(trial / "config.yaml").trainer.max_epochs == 1  # SMALL says 2
+    metrics = json.loads((trial / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and "val/ppl" in metrics and not any(k.startswith("test/") for k in metrics)
 
 
 def test_a_relaunch_with_other_overrides_is_refused_instead_of_mixing_two_setups(work):

@@ -168,6 +168,7 @@ def _lstm_forecaster() -> dict[str, Allowed]:
     return {
         "hidden_dim": POSITIVE, "num_layers": POSITIVE, "dropout": DROPOUT, "instance_norm": one_of(*INSTANCE_NORMS),
         "segment_length": POSITIVE, "decoder": one_of(*DECODERS), "cell": one_of(*CELLS), "cycle_length": POSITIVE,
+        "segment_stride": POSITIVE,
     }
 
 

@@ -50,7 +50,7 @@ def test_output_shapes(decoder, head, channel_independent, segment_length):
     (out[0] if isinstance(out, tuple) else out).sum().backward()
 
 
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
+@pytest.mark.parametrize("cell", ["gru", "rnn", "slstm"])
 @pytest.mark.parametrize("instance_norm", ["revin", "last", None])
 def test_other_cells_and_no_instance_norm(cell, instance_norm):
     model = net(cell=cell, instance_norm=instance_norm, segment_length=6, channel_independent=True)
@@ -156,9 +156,33 @@ def test_a_lookback_the_segment_does_not_divide_is_padded_with_its_oldest_row(de
     assert not torch.equal(short(x), padded(torch.cat([torch.zeros_like(front), x], dim=1)))
 
 
+def test_overlapping_segments_end_at_the_newest_row_and_pad_the_oldest():
+    rows = torch.arange(11.0).reshape(1, 11, 1)
+    net = LSTMForecaster(n_inputs=1, n_outputs=1, lookback=11, horizon=3, segment_length=4, segment_stride=2,
+                         channel_independent=True)
+    expected = [[0, 0, 1, 2], [1, 2, 3, 4], [3, 4, 5, 6], [5, 6, 7, 8], [7, 8, 9, 10]]  # row 0 copied once in front
+    assert net._segments(rows)[0].tolist() == expected
+    assert net(torch.randn(2, 11, 1)).shape == (2, 3, 1)
+
+
+def test_the_linear_base_is_the_forecast_when_the_lstm_adds_nothing():
+    torch.manual_seed(0)
+    net = LSTMForecaster(n_inputs=3, n_outputs=3, lookback=L, horizon=H, segment_length=4, channel_independent=True,
+                         instance_norm="last", linear_base=True).eval()
+    with torch.no_grad():
+        net.project.weight.zero_()
+        net.project.bias.zero_()
+    x = torch.randn(2, L, 3)
+    last = x[:, -1:]
+    expected = torch.stack([net.base(x[:, :, k] - last[:, :, k]) for k in range(3)], dim=-1) + last
+    torch.testing.assert_close(net(x), expected)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"n_outputs": 1, "channel_independent": True}, "channel_independent"),
     ({"segment_length": L + 1}, "segment_length"),
+    ({"segment_length": 4, "segment_stride": 5}, "segment_stride"),
+    ({"segment_length": None, "segment_stride": 2}, "segment_stride"),
     ({"segment_length": 0}, "segment_length"),
     ({"decoder": "beam"}, "decoder"),
     ({"head": "laplace"}, "head"),

@@ -1,6 +1,6 @@
 """The recurrent cells a config can name (`model.net.cell`, a forecaster's `model.cell`), shared by every net.
 
-PyTorch's own LSTM, GRU and Elman RNN, with one change: under CPU autocast (`precision=bf16-mixed`
+PyTorch's own LSTM, GRU and Elman RNN, and xLSTM's sLSTM (seqlab/nn/slstm.py), with one change: under CPU autocast (`precision=bf16-mixed`
 on a CPU) the recurrence runs in fp32, because oneDNN has no bf16 LSTM kernel for most CPUs and
 fails outright. Everything around it (embeddings, projections) still runs in bf16; on GPUs cuDNN
 runs the cell in bf16 as usual.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from seqlab.nn import slstm
 
 
 class _FP32OnCPUAutocast:
@@ -32,4 +34,8 @@ class RNN(_FP32OnCPUAutocast, nn.RNN):
     pass
 
 
-CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+class SLSTM(_FP32OnCPUAutocast, slstm.SLSTM):
+    pass
+
+
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN, "slstm": SLSTM}

@@ -5,6 +5,11 @@ segment-wise steps, RevIN, and parallel multi-step decoding, where every output 
 decoded in ONE batched RNN step from the final state plus a learned position (and channel)
 embedding. The other options are there to measure what each of those ideas buys.
 
+Two ideas of the strongest recurrent forecasters are options: `segment_stride` below `segment_length` makes the
+segments overlap (PatchTST's patches, Nie et al. 2023), and `linear_base` adds xLSTM-Mixer's first stage (Kraus
+et al. 2024): a linear forecast from the window, shared by every channel, which the LSTM then corrects. The cell
+can be xLSTM's sLSTM (`cell: slstm`).
+
 `cycle_length` adds CycleNet's residual cycle forecasting (Lin et al., NeurIPS 2024): a learned
 periodic profile (one value per phase and channel, e.g. 24 for the daily cycle of hourly data) is
 taken out of the window before the net sees it and put back into the forecast at the phases it
@@ -57,9 +62,14 @@ class LSTMForecaster(nn.Module):
         quantiles=(0.1, 0.5, 0.9),
         cell: str = "lstm",
         cycle_length: int | None = None,
+        segment_stride: int | None = None,
+        linear_base: bool = False,
     ):
         super().__init__()
         _check(n_inputs, n_outputs, lookback, horizon, channel_independent, segment_length, decoder, cell)
+        if segment_stride is not None and (segment_length is None or not 1 <= segment_stride <= segment_length):
+            raise ConfigError(f"model.net.segment_stride={segment_stride} needs segments, and at most their length "
+                              f"({segment_length}): segments that overlap, or null for side by side.")
         if cycle_length is not None and (not isinstance(cycle_length, int) or cycle_length < 1):
             raise ConfigError(f"model.net.cycle_length={cycle_length} must be a positive number of rows (24 for a daily "
                               "cycle of hourly data) or null.")
@@ -69,6 +79,7 @@ class LSTMForecaster(nn.Module):
         self.stream_out = 1 if channel_independent else n_outputs
         self.segmented = segment_length is not None
         self.step = segment_length or 1
+        self.stride = segment_stride or self.step
         self.out_steps = math.ceil(horizon / self.step)  # the last segment is cut to fit H
         self.head = make_head(head, quantiles)
         out_per_step = self.step * self.stream_out * self.head.n_params
@@ -76,6 +87,7 @@ class LSTMForecaster(nn.Module):
         self.norm = make_instance_norm(instance_norm, n_inputs)
         # Starts at zero: without training the cycle changes nothing.
         self.cycle = nn.Parameter(torch.zeros(cycle_length, n_inputs)) if cycle_length else None
+        self.base = nn.Linear(lookback, horizon) if linear_base else None
         rnn = CELLS[cell]
         rnn_dropout = dropout if num_layers > 1 else 0.0
         # Segments are embedded into one RNN step each (SegRNN); single steps go in raw.
@@ -124,6 +136,9 @@ class LSTMForecaster(nn.Module):
         # raw [S, out_steps, ...] -> [S, H, stream_out, n_params] -> [B, H, n_outputs, n_params]
         raw = raw.reshape(raw.shape[0], self.out_steps * self.step, self.stream_out, self.head.n_params)
         raw = self._from_streams(raw[:, : self.horizon], batch)
+        if self.base is not None:  # the linear forecast of each target, in normalised units, moves the location
+            base = self.base(x[..., self.n_inputs - self.n_outputs :].transpose(1, 2)).transpose(1, 2)
+            raw = torch.cat([raw[..., :1] + base.unsqueeze(-1), raw[..., 1:]], dim=-1)
 
         scale, shift = 1.0, 0.0
         if stats is not None:
@@ -133,12 +148,15 @@ class LSTMForecaster(nn.Module):
         return self.head(raw, scale, shift)
 
     def _segments(self, streams: torch.Tensor) -> torch.Tensor:
-        """Whole segments of W steps; a lookback that W does not divide (512 in 24s) is padded at the front with
-        copies of its oldest row, so the newest rows keep their places at the end of the last segment."""
-        short = -self.lookback % self.step
+        """Segments of W rows every `stride` rows, the last ending at the newest row; a lookback they do not tile
+        (512 in 24s) is padded at the front with copies of its oldest row."""
+        short = -(self.lookback - self.step) % self.stride
         if short:
             streams = torch.cat([streams[:, :1].expand(-1, short, -1), streams], dim=1)
-        return streams.reshape(streams.shape[0], -1, self.step * self.stream_in)
+        if self.stride == self.step:
+            return streams.reshape(streams.shape[0], -1, self.step * self.stream_in)
+        patches = streams.unfold(1, self.step, self.stride)  # [S, steps, stream_in, W]
+        return patches.transpose(2, 3).reshape(streams.shape[0], patches.shape[1], self.step * self.stream_in)
 
     def _cycle_at(self, start: torch.Tensor, offset: int, length: int) -> torch.Tensor:
         """The cycle over rows start+offset ... start+offset+length-1 of each window: [B, length, C]."""
