@@ -162,7 +162,8 @@ def test_the_validation_curve_leaves_out_the_revalidation_after_fit(tmp_path):
 
 
 def test_the_readme_benchmark_gives_one_row_per_horizon(tmp_path):
-    """`compare.py outputs/bench/etth1_ema`: 4 horizons x 3 seeds; the recipes differ in more than the horizon."""
+    """`compare.py outputs/bench/issue20/final/etth1`: 4 horizons x 3 seeds of one recipe; the horizon is the one
+    setting shown, however many keys the configs share (paths and tags, which differ, are bookkeeping)."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         for letter, horizon in zip("ABCD", (720, 192, 96, 336)):
             for seed in (1, 2, 3):
@@ -177,7 +178,7 @@ def test_the_readme_benchmark_gives_one_row_per_horizon(tmp_path):
     assert numbers["data.horizon"].tolist() == ["96", "192", "336", "720"] and numbers["runs"].tolist() == [3, 3, 3, 3]
     assert shown["val/mse"][0] == "0.0962 ± 0.0001"
     settings = [c for c in shown.columns if "." in c]
-    assert "model.net.hidden_dim" in settings and not [c for c in settings if c.endswith(("dir", "path", "tags"))]
+    assert settings == ["data.horizon"]
 
 
 def test_positional_folders_become_the_runs_override(tmp_path, monkeypatch):

@@ -113,7 +113,7 @@ def test_fit_logs_the_monitored_validation_loss(tmp_path):
 def test_a_task_the_data_does_not_have_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"^task=sort is not one of adding, copy: it comes from data.task$"):
         LongRangeModel(task="sort", n_inputs=2, n_outputs=1)
-    with pytest.raises(ConfigError, match=r"^model.net.cell=lst is not one of lstm, gru, rnn$"):
+    with pytest.raises(ConfigError, match=r"^model.net.cell=lst is not one of lstm, gru, rnn, slstm$"):
         LongRangeModel(task="adding", n_inputs=2, n_outputs=1, net=functools.partial(LongRangeRNN, cell="lst"))
 
 
