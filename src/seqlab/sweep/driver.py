@@ -5,6 +5,7 @@ against one database URL) continues it.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -148,7 +149,7 @@ def fixed_overrides(space: dict) -> list[str]:
 def trial_overrides(overrides: list[str], space: dict, cfg: DictConfig) -> list[str]:
     """`hparams_search.overrides`: what every trial adds to the recipe (a shorter budget, no test), checked
     here on a copy of the config, so a typo fails the sweep once rather than every trial."""
-    trial_cfg = cfg.copy()
+    trial_cfg = copy.deepcopy(cfg)  # the sweep's own config stays as composed
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
         if key in space or f"+{key}" in space:
