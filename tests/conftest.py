@@ -48,3 +48,41 @@ def write_corpus(folder: Path, lines_per_split=(300, 40, 50), seed: int = 0) -> 
 @pytest.fixture
 def corpus_dir(tmp_path) -> Path:
     return write_corpus(tmp_path / "corpus")
+
+
+# The fuzz targets' tally (tests/fuzz/outcomes.py), printed once at the end. Under pytest-xdist each worker
+# fuzzes its own share: it hands its tally to the controlling process, which adds them up and prints.
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):
+        from hypothesis import settings
+
+        from tests.fuzz.outcomes import TALLY
+
+        session.config.workeroutput["fuzz"] = {
+            "profile": settings.get_current_profile_name(), "tally": {t: dict(n) for t, n in TALLY.items()}}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from tests.fuzz.outcomes import PROFILE, TALLY
+
+    fuzz = getattr(node, "workeroutput", {}).get("fuzz")
+    if fuzz and fuzz["tally"]:
+        PROFILE[:] = [fuzz["profile"]]
+        for target, counts in fuzz["tally"].items():
+            TALLY[target].update(counts)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from hypothesis import settings
+
+    from tests.fuzz.outcomes import PROFILE, TALLY
+
+    if not TALLY:
+        return
+    write = terminalreporter.write_line
+    write(f"fuzz ({PROFILE[0] if PROFILE else settings.get_current_profile_name()} profile): inputs tried per target")
+    write(f"  {'target':<12}{'tried':>7}{'result':>8}{'refused':>9}{'traceback':>11}")
+    for target, n in sorted(TALLY.items()):
+        write(f"  {target:<12}{sum(n.values()):>7}{n['result']:>8}{n['refused']:>9}{n['traceback']:>11}")
+    write("  (result: loaded or read; refused: one SeqlabError line, what the scripts print as error:)")

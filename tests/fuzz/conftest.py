@@ -1,4 +1,5 @@
-"""Hypothesis profiles for the fuzz tests, an isolated `datasets` cache, and the per-target summary.
+"""Hypothesis profiles for the fuzz tests and an isolated `datasets` cache (the per-target summary is printed by
+tests/conftest.py, which also gathers it from parallel workers).
 
 Default (`python -m pytest`): "ci", a small fixed budget, derandomized so every run tries the same inputs.
 Campaign: `nice python -m pytest tests/fuzz -p no:cacheprovider --hypothesis-profile=campaign`.
@@ -9,8 +10,6 @@ from __future__ import annotations
 import datasets
 import pytest
 from hypothesis import HealthCheck, settings
-
-from tests.fuzz.outcomes import TALLY
 
 _common = dict(
     deadline=None,  # hangs are caught by outcomes.TIMEOUT_S; a shared machine makes deadlines flaky
@@ -37,14 +36,3 @@ def _own_datasets_cache(tmp_path_factory):
 def work(tmp_path_factory):
     """Where examples write their files (one fresh folder each, see outcomes.fresh_folder)."""
     return tmp_path_factory.mktemp("fuzz")
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not TALLY:
-        return
-    write = terminalreporter.write_line
-    write(f"fuzz ({settings.get_current_profile_name()} profile): inputs tried per target")
-    write(f"  {'target':<12}{'tried':>7}{'result':>8}{'refused':>9}{'traceback':>11}")
-    for target, n in sorted(TALLY.items()):
-        write(f"  {target:<12}{sum(n.values()):>7}{n['result']:>8}{n['refused']:>9}{n['traceback']:>11}")
-    write("  (result: loaded or read; refused: one SeqlabError line, what the scripts print as error:)")

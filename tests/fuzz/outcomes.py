@@ -19,6 +19,7 @@ from seqlab.errors import SeqlabError
 TIMEOUT_S = 60  # per example; generous because the machine is shared, far below "hung"
 
 TALLY: dict[str, Counter] = defaultdict(Counter)  # target -> {"result", "refused", "traceback"} -> n
+PROFILE: list[str] = []  # the Hypothesis profile parallel workers fuzzed under (their controller has none loaded)
 _folders = itertools.count()
 
 

@@ -28,7 +28,7 @@ from seqlab.runs import ONE_PROCESS_A_TRIAL, processes, reported_errors
 from seqlab.sweep import study as studies
 from seqlab.sweep import trial_process
 from seqlab.sweep.runs_table import add_row, metric_columns
-from seqlab.sweep.space import check_space, override_value, overrides_for, sample
+from seqlab.sweep.space import check_space, has_key, override_value, overrides_for, sample
 
 log = logging.getLogger("seqlab")
 POLL_SECONDS = 1.0
@@ -154,14 +154,12 @@ def trial_overrides(overrides: list[str], space: dict, cfg: DictConfig) -> list[
         key = override.key_or_group
         if key in space or f"+{key}" in space:
             raise ConfigError(f"hparams_search.overrides sets {key}, which is also searched; drop one")
-        if OmegaConf.select(trial_cfg, key.lstrip("+"), default=_MISSING) is _MISSING and not key.startswith("+"):
+        if not has_key(trial_cfg, key):
             raise ConfigError(f"hparams_search.overrides: the training config has no key {key}; check its spelling")
         OmegaConf.update(trial_cfg, key.lstrip("+"), override.value(), force_add=True)
     check_config(trial_cfg)
     return list(overrides)
 
-
-_MISSING = object()
 
 
 def _launch(study, trial, *, space, fixed, trial_node, sweep_dir, env) -> Running:

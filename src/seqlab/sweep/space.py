@@ -36,7 +36,7 @@ def check_space(params: Mapping, train_cfg: DictConfig) -> dict[str, dict]:
             raise ConfigError(f"{where}: a log-scale range needs low > 0")
         elif spec.get("log") and spec.get("step"):
             raise ConfigError(f"{where}: give log or step, not both")
-        if not key.startswith("+") and OmegaConf.select(train_cfg, key, default=_MISSING) is _MISSING:
+        if not has_key(train_cfg, key):
             raise ConfigError(f"{where}: the training config has no key {key}; check its spelling, or write +{key} to add it")
         space[key] = spec
     check_values(space, train_cfg)
@@ -54,6 +54,11 @@ def check_values(space: Mapping[str, dict], train_cfg: DictConfig) -> None:
                 check_config(trial_cfg)
             except ConfigError as exc:
                 raise ConfigError(f"hparams_search.params.{key}: {exc}") from None
+
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether the training config has `key`; a `+key` adds one, so it is always welcome."""
+    return key.startswith("+") or OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING
 
 
 _MISSING = object()
