@@ -2,6 +2,7 @@
 
     python benchmarks/forecast_libraries.py --data ../shared/data/ett/ETTh1.csv --library darts-rnn \
         [--max-epochs N] [--out results.json] [--smoke]
+    python benchmarks/forecast_libraries.py --table results/*.json    # their markdown table, best MSE first
 
 seqlab's README puts its ETTh1 forecaster beside published tables; this script gives the other yardstick, what
 an off-the-shelf LSTM from a popular library scores and costs on the same windows. It runs in a separate virtual
@@ -471,9 +472,23 @@ def run(args) -> dict:
             "threads": torch.get_num_threads(), "seed": SEED, "versions": versions(args.library)}
 
 
+def table(paths: list[str]) -> str:
+    """The results of several runs as one markdown table, best test MSE first."""
+    results = sorted((json.loads(Path(path).read_text()) for path in paths), key=lambda result: result["test_mse"])
+    lines = ["| library | model | test MSE / MAE | parameters | epochs (best) | fit s | predict s |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        library = f"{r['library']} {next(iter(r['versions'].values()))}"  # its package's version comes first
+        smoke = " (smoke: no accuracy)" if r["smoke"] else ""
+        lines.append(f"| {library}{smoke} | `{r['model']}` | {r['test_mse']:.4f} / {r['test_mae']:.4f} | "
+                     f"{r['parameters']:,} | {r['epochs']} ({r['best_epoch']}) | {r['fit_seconds']:.0f} | "
+                     f"{r['predict_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="ETTh1.csv")
+    parser.add_argument("--data", help="ETTh1.csv")
     parser.add_argument("--library", choices=LIBRARIES)
     parser.add_argument("--max-epochs", type=int, default=100,
                         help="cap on epochs; early stopping (patience 3) normally ends the fit first (default 100)")
@@ -483,9 +498,15 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help=f"{SMOKE_BATCHES} training batches (neuralforecast: steps) and at most {SMOKE_BATCHES} "
                              "validation batches per epoch; still forecasts every test window")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print the results written by --out as a table")
     parser.add_argument("--check-against-seqlab", action="store_true",
                         help="compare the windows with seqlab's ForecastDataModule (in seqlab's environment)")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if args.data is None:
+        parser.error("--data is required (ETTh1.csv)")
     if args.max_epochs < 1:
         parser.error("--max-epochs must be at least 1")
     if args.check_against_seqlab:
