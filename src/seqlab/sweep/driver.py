@@ -161,7 +161,6 @@ def trial_overrides(overrides: list[str], space: dict, cfg: DictConfig) -> list[
     return list(overrides)
 
 
-
 def _launch(study, trial, *, space, fixed, trial_node, sweep_dir, env) -> Running:
     studies.claim(trial)
     sampled = overrides_for(sample(trial, space))
