@@ -58,6 +58,19 @@ def test_a_loss_outside_the_list_is_a_config_error():
         Forecaster(n_inputs=1, n_outputs=1, lookback=8, horizon=4, loss="huber", huber_delta=0.0)
 
 
+
+def test_host_memory_is_tuned_when_a_trainer_runs_the_model_not_when_it_is_built(monkeypatch):
+    calls = []
+    monkeypatch.setattr("seqlab.models.forecaster.reuse_host_memory", lambda: calls.append("tuned"))
+    dm = SineDataModule(length=300, n_series=1, lookback=24, horizon=12, season=12)
+    dm.setup()
+    model = Forecaster(**dm.model_kwargs(), net=functools.partial(LSTMForecaster, hidden_dim=4, segment_length=6),
+                       plot_windows=0)
+    assert calls == []  # building one for inference leaves the process's allocator alone
+    L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, fast_dev_run=1).fit(model, datamodule=dm)
+    assert calls == ["tuned"]
+
 def what_the_net_sees(model: Forecaster, x: torch.Tensor, y: torch.Tensor):
     """The inputs and targets that one training step and one validation step hand on: (x, y) of each."""
     seen = []

@@ -48,7 +48,6 @@ class Forecaster(L.LightningModule):
         plot_windows: int = 3,
     ) -> None:
         super().__init__()
-        reuse_host_memory()  # large tensors reuse the last step's pages (models/allocator.py)
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss!r} is not one of {list(LOSSES)} (a probabilistic head sets its own)")
         if huber_delta <= 0:
@@ -118,6 +117,11 @@ class Forecaster(L.LightningModule):
         return F.mse_loss(output, y) if self.hparams.loss == "mse" else F.l1_loss(output, y)
 
     # --- steps ------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Before a Trainer runs steps, not when a model is merely built: large tensors reuse the last step's pages
+        (models/allocator.py)."""
+        reuse_host_memory()
+
     def training_step(self, batch, batch_idx):
         x, y, start = batch
         if self.hparams.input_noise:

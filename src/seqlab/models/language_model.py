@@ -46,7 +46,6 @@ class LanguageModel(L.LightningModule):
         lr_length: int | None = None,
     ) -> None:
         super().__init__()
-        reuse_host_memory()  # each step's logits reuse the last step's pages (models/allocator.py)
         if loss_scale not in LOSS_SCALES:
             raise ConfigError(f"model.loss_scale={loss_scale!r} is not one of {list(LOSS_SCALES)}")
         if lr_length is not None and (not isinstance(lr_length, int) or lr_length < 1):
@@ -94,6 +93,11 @@ class LanguageModel(L.LightningModule):
             # Top-1 predictions: max(-1).indices is argmax (the first maximum), in under half its time on a CPU.
             getattr(self, f"{split}_acc").update(logits.max(-1).indices.flatten(), targets.flatten())
         return loss, count
+
+    def setup(self, stage: str) -> None:
+        """Before a Trainer runs steps, not when a model is merely built: each step's logits reuse the last step's pages
+        (models/allocator.py)."""
+        reuse_host_memory()
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self.batch_length = batch[0].shape[1]
