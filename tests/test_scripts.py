@@ -75,6 +75,23 @@ def test_checkpoint_carries_the_vocabulary_and_the_run_config(trained):
     assert "net" not in checkpoint["hyper_parameters"]  # rebuilt from the config: no callable is stored
 
 
+def test_a_run_without_a_test_reports_its_best_validation_not_its_last(tmp_path):
+    """What a sweep trial (test=false) reports is its best checkpoint's validation, as a tested run does."""
+    from tests.conftest import write_corpus
+
+    write_corpus(tmp_path / "corpus")
+    worse_later = "model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:1000}"
+    run_script("train.py", "data=text", "data.data_dir=corpus", *TINY, "trainer.max_epochs=2", worse_later,
+               "test=false", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("val/ppl")
+    validated = [float(row.split(",")[column]) for row in rows[1:] if row.split(",")[column]]
+    assert len(validated) == 2 and validated[1] > 2 * validated[0]  # the second epoch, at lr x 1000, is worse
+    assert metrics["val/ppl"] == pytest.approx(validated[0]) and "test/ppl" not in metrics
+    assert metrics["best_checkpoint"].endswith("epoch_000.ckpt")
+
+
 def test_resume_continues_from_the_checkpoint(trained):
     last = trained / "run" / "checkpoints" / "last.ckpt"
     run_script(

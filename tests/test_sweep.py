@@ -17,6 +17,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
+from seqlab.sweep import study as studies
 from seqlab.sweep.space import override_value
 from tests.conftest import REPO, write_corpus
 from tests.servers import free_port, get_json, http_server, postgres
@@ -183,6 +184,25 @@ def test_two_sweep_processes_fill_one_postgresql_study_without_a_duplicate(work)
     assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes ran trials
     ran = [int(r["number"]) for name in ("machine-a", "machine-b") for r in rows(work / name)]
     assert sorted(ran) == [0, 1, 2, 3]  # each trial ran once, in one of the two
+
+
+def test_a_sweep_starting_while_another_claims_a_trial_leaves_that_trial_alone(tmp_path):
+    """Two sweeps on one machine: the second one's start (which settles trials left by dead sweeps) may read the
+    first one's new trial between the writes that claim it; the trial must stay the first sweep's."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = studies.open_study(studies.open_storage(url), "race", "minimize", "val/mse", [])
+    trial = study.ask()
+    settled, write = [], trial.set_user_attr
+
+    def write_then_another_sweep_starts(key, value):
+        write(key, value)
+        other = studies.open_study(studies.open_storage(url), "race", "minimize", "val/mse", [])
+        settled.append(studies.settle_interrupted(other, "val/mse"))
+
+    trial.set_user_attr = write_then_another_sweep_starts
+    studies.claim(trial)
+    assert settled == [(0, []), (0, [])]
+    assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING
 
 
 def test_a_sweep_in_which_no_trial_completes_exits_non_zero(work):

@@ -205,17 +205,15 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     # Val and test both describe the best checkpoint when there is one (not in fast_dev_run, say).
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = "best" if best else None
-    metrics = {}
+    # The best checkpoint holds the metrics of the validation that chose it: the same weights, data and code. With
+    # or without a test, they are the run's val/* (and a sweep trial's value), not the last validation's.
+    validated = None
+    if best and trainer.is_global_zero:
+        validated = torch.load(best, map_location="cpu", weights_only=True).get("val_metrics")
+    validated = trainer.strategy.broadcast(validated)  # every process validates again, or none does
+    metrics = dict(validated or trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0])
     if cfg.get("test", True):
-        # The best checkpoint holds the metrics of the validation that chose it: the same weights, data and code.
-        validated = None
-        if best and trainer.is_global_zero:
-            validated = torch.load(best, map_location="cpu", weights_only=True).get("val_metrics")
-        validated = trainer.strategy.broadcast(validated)  # every process validates again, or none does
-        metrics.update(validated or trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0])
         metrics.update(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0])
-    else:
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
 
     summary = {
         **{k: float(v) for k, v in metrics.items()},

@@ -135,8 +135,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def claim(trial: optuna.Trial) -> None:
     """Mark the trial as this process's, so a later launch on this machine knows when it was left behind."""
-    trial.set_user_attr("host", socket.gethostname())
+    # The pid first: a sweep starting on this machine reads a trial with a host but no pid as left by a dead one.
     trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("host", socket.gethostname())
     trial.study._storage.record_heartbeat(trial._trial_id)
 
 
