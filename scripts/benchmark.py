@@ -2,6 +2,8 @@
 
 import hydra
 
+from seqlab.cli import start  # light: Hydra's errors and the standard library
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark")
 def main(cfg):
@@ -12,4 +14,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    main()
+    start(main)

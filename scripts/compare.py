@@ -4,6 +4,7 @@ import sys
 
 import hydra
 
+from seqlab.cli import start
 from seqlab.compare import compare, positional_runs
 
 
@@ -14,4 +15,4 @@ def main(cfg):
 
 if __name__ == "__main__":
     sys.argv[1:] = positional_runs(sys.argv[1:])  # folders first, as a shell user types them
-    main()
+    start(main)

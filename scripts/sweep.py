@@ -2,6 +2,7 @@
 
 import hydra
 
+from seqlab.cli import start
 from seqlab.sweep.driver import run
 
 
@@ -11,4 +12,4 @@ def main(cfg):
 
 
 if __name__ == "__main__":
-    main()
+    start(main)

@@ -220,6 +220,25 @@ def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, override, messa
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "script, argument, message",
+    [
+        ("train.py", "model.net.hiden_dim=64",
+         "model.net.hiden_dim: no such key in the config (did you mean model.net.hidden_dim?); check its spelling, "
+         "or add it as a new key with +model.net.hiden_dim=64"),
+        ("train.py", "model=lstmm", "model=lstmm: no such option (did you mean model=lstm?); model is one of awd_lstm, "),
+        ("sweep.py", "hparams_search=etth1_l69", "hparams_search=etth1_l69: no such option (did you mean hparams_search=etth1_l96?)"),
+        ("eval.py", "x=[", "an override Hydra cannot parse: "),
+        ("compare.py", "metrc=val/mse", "metrc: no such key in the config (did you mean metric?)"),
+    ],
+)
+def test_a_command_line_hydra_cannot_compose_is_one_line_with_its_fix(tmp_path, script, argument, message):
+    done = run_script(script, argument, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and done.stderr.startswith(f"error: {message}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_eval_of_a_missing_checkpoint_says_so(tmp_path):
     done = run_script("eval.py", "ckpt_path=nowhere.ckpt", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, check=False)
     assert done.returncode == 2 and "checkpoint not found: nowhere.ckpt" in done.stderr
