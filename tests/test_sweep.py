@@ -8,9 +8,11 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -207,6 +209,25 @@ def test_a_sweep_starting_while_another_claims_a_trial_leaves_that_trial_alone(t
     studies.claim(trial)
     assert settled == [(0, []), (0, [])]
     assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING
+
+
+def test_a_trial_asked_for_by_a_sweep_killed_before_claiming_it_is_run_again_not_left_running(work):
+    """A sweep killed between its ask and its claim leaves a running trial with no owner; a relaunch cannot tell
+    it from one another sweep is claiming that instant, so it waits until the trial is old enough (a minute),
+    then runs it again. Here it is 40 s old: the relaunch must wait out the rest, not end with it running."""
+    space = write_space(work, 1, LR)
+    sweep_dir = work / "sweep"
+    sweep_dir.mkdir()
+    orphan = optuna.create_study(study_name="tiny-text", storage=studies.storage_url(None, sweep_dir)).ask()
+    with sqlite3.connect(sweep_dir / "study.db") as db:
+        db.execute("UPDATE trials SET datetime_start = ? WHERE trial_id = ?",
+                   (datetime.now() - timedelta(seconds=40), orphan._trial_id))
+
+    run_script("sweep.py", *space, *SMALL, f"hydra.run.dir={sweep_dir}", cwd=work)
+    trials = load(sweep_dir).trials
+    assert trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    assert [t.state for t in trials if t.number not in retried(load(sweep_dir))] == [optuna.trial.TrialState.COMPLETE]
+    assert trials[-1].system_attrs["retry_history"] == [orphan.number]
 
 
 def test_a_sweep_in_which_no_trial_completes_exits_non_zero(work):

@@ -77,12 +77,7 @@ def _run(cfg: DictConfig, sweep_dir: Path) -> float:
     url = studies.storage_url(search.storage, sweep_dir)
     storage = studies.open_storage(url)
     study = studies.open_study(storage, search.study_name, search.direction, search.metric, fixed)
-    requeued, finished = studies.settle_interrupted(study, search.metric)
-    if requeued:
-        log.info("%d trial(s) left running by a stopped sweep: marked failed, queued again", requeued)
-    for trial, ended in finished:  # they ended after their sweep did: record them as the sweep would have
-        _report(study, trial.number, Path(trial.user_attrs["run_dir"]), trial.user_attrs.get("overrides", []), ended,
-                search.metric, sweep_dir, ended.metrics.get("wall_seconds"))
+    _settle(study, search.metric, sweep_dir)
     # A seeded sampler would draw the first launch's values again after a relaunch: offset its seed.
     sampler = search.sampler or OmegaConf.create({"_target_": "optuna.samplers.TPESampler", "seed": cfg.get("seed")})
     study.sampler = instantiate(sampler, **_reseeded(sampler, len(study.trials)))
@@ -108,10 +103,17 @@ def _drive(study: optuna.Study, launch, n_trials: int, workers: int, metric: str
         while True:
             while not exhausted and len(running) < workers and studies.has_room(study, n_trials):
                 trial = study.ask()
+                studies.claim(trial)  # at once: until then a relaunch cannot tell this trial from an abandoned one
                 if not studies.is_surplus(study, trial, n_trials):
                     running.append(launch(trial))
             if not running:
-                return
+                if not studies.unclaimed(study):
+                    return
+                # A sweep killed between asking for a trial and claiming it left the trial running, and no
+                # heartbeat will age it: wait until it is old enough to be settled, then run it again.
+                time.sleep(POLL_SECONDS)
+                _settle(study, metric, sweep_dir)
+                continue
             time.sleep(POLL_SECONDS)
             for job in list(running):
                 if job.process.poll() is None:
@@ -124,6 +126,16 @@ def _drive(study: optuna.Study, launch, n_trials: int, workers: int, metric: str
     except KeyboardInterrupt:
         _interrupt(study, running)
         raise SystemExit(130) from None
+
+
+def _settle(study: optuna.Study, metric: str, sweep_dir: Path) -> None:
+    """Settle the trials a stopped sweep left running: queue the interrupted ones again, record the finished."""
+    requeued, finished = studies.settle_interrupted(study, metric)
+    if requeued:
+        log.info("%d trial(s) left running by a stopped sweep: marked failed, queued again", requeued)
+    for trial, ended in finished:  # they ended after their sweep did: record them as the sweep would have
+        _report(study, trial.number, Path(trial.user_attrs["run_dir"]), trial.user_attrs.get("overrides", []), ended,
+                metric, sweep_dir, ended.metrics.get("wall_seconds"))
 
 
 def fixed_overrides(space: dict) -> list[str]:
@@ -162,7 +174,6 @@ def trial_overrides(overrides: list[str], space: dict, cfg: DictConfig) -> list[
 
 
 def _launch(study, trial, *, space, fixed, trial_node, sweep_dir, env) -> Running:
-    studies.claim(trial)
     sampled = overrides_for(sample(trial, space))
     trial.set_user_attr("overrides", sampled)
     run_dir = sweep_dir / "trials" / f"{trial.number:03d}"

@@ -189,6 +189,11 @@ def fail_interrupted(study: optuna.Study, trial: FrozenTrial, reason: str) -> bo
     return True
 
 
+def unclaimed(study: optuna.Study) -> list[FrozenTrial]:
+    """Running trials that no sweep has claimed: just asked for by a live sweep, or left by one killed at once."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if "host" not in t.user_attrs]
+
+
 def _never_claimed(trial: FrozenTrial) -> bool:
     """A trial asked for by a sweep that died before `claim` (milliseconds later): no heartbeat will ever age it."""
     started = trial.datetime_start
