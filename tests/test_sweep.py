@@ -224,9 +224,10 @@ def test_a_trial_asked_for_by_a_sweep_killed_before_claiming_it_is_run_again_not
                    (datetime.now() - timedelta(seconds=40), orphan._trial_id))
 
     run_script("sweep.py", *space, *SMALL, f"hydra.run.dir={sweep_dir}", cwd=work)
-    trials = load(sweep_dir).trials
+    study = load(sweep_dir)
+    trials = study.trials
     assert trials[orphan.number].state == optuna.trial.TrialState.FAIL
-    assert [t.state for t in trials if t.number not in retried(load(sweep_dir))] == [optuna.trial.TrialState.COMPLETE]
+    assert [t.state for t in trials if t.number not in retried(study)] == [optuna.trial.TrialState.COMPLETE]
     assert trials[-1].system_attrs["retry_history"] == [orphan.number]
 
 
