@@ -3,6 +3,7 @@ and a diverging run stops with its last good checkpoint kept."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from seqlab.checkpointing import ModelCheckpoint
 from tests.conftest import REPO, write_corpus
 from tests.test_scripts import TINY, run_script
 
@@ -114,3 +116,34 @@ def test_a_diverging_run_stops_at_once_naming_the_step_and_keeping_the_last_good
     assert f"the last good checkpoint (step {kept['global_step']}) is {last}" in error
     assert all(bool(value.isfinite().all()) for value in kept["state_dict"].values())
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_run_resumed_into_a_new_folder_tests_the_best_checkpoint_of_the_whole_run(tmp_path):
+    # Ranked by the highest validation loss, the best checkpoint is the first epoch's: one the killed run wrote.
+    args = [*[a for a in FORECASTER if not a.startswith("trainer.max_epochs")], "trainer.max_epochs=3",
+            "callbacks.model_checkpoint.mode=max", "logger=none"]
+    run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert Path(whole["best_checkpoint"]).name == "epoch_000.ckpt"
+    steps_per_epoch = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] // 3
+
+    killed = tmp_path / "killed" / "checkpoints"
+    kill_at_step([sys.executable, str(REPO / "scripts" / "train.py"), *args, f"hydra.run.dir={tmp_path / 'killed'}"],
+                 killed / "last.ckpt", steps_per_epoch, tmp_path)
+    run_script("train.py", *args, f"ckpt_path={killed / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'resumed'}",
+               cwd=tmp_path)
+    resumed = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+
+    assert resumed["best_checkpoint"] == str(killed / "epoch_000.ckpt") and (killed / "epoch_000.ckpt").is_file()
+    measured = [key for key in whole if key.startswith(("val/", "test/"))]
+    assert measured and {key: resumed[key] for key in measured} == {key: whole[key] for key in measured}
+
+
+def test_a_run_resumed_after_its_old_checkpoints_were_deleted_ranks_its_own_epochs(tmp_path):
+    old = str(tmp_path / "old" / "epoch_000.ckpt")  # never written
+    callback = ModelCheckpoint(dirpath=tmp_path / "new", monitor="val/loss")
+    callback.load_state_dict({"dirpath": str(tmp_path / "old"), "best_k_models": {old: torch.tensor(1.0)},
+                              "best_model_path": old, "best_model_score": torch.tensor(1.0), "kth_best_model_path": old,
+                              "kth_value": torch.tensor(1.0), "last_model_path": str(tmp_path / "old" / "last.ckpt")})
+    assert (callback.best_k_models, callback.best_model_path, callback.best_model_score) == ({}, "", None)
+    assert callback.last_model_path == ""

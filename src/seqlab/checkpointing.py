@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
+
+log = logging.getLogger("seqlab")
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
@@ -52,6 +55,27 @@ class ModelCheckpoint(LightningModelCheckpoint):
         at_epoch_end = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         if self._may_refresh(trainer) and self._last_saves == saves and not at_epoch_end:
             self._refresh_last(trainer)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """A run resumed into a new folder keeps the killed run's ranking of its best checkpoints. Lightning forgets
+        the ranking when the folder changes, and the resumed run would then test the best of its own epochs, not the
+        run's best. The killed run's files are only read: Lightning removes checkpoints in this run's folder alone."""
+        if state_dict.get("dirpath", self.dirpath) != self.dirpath:
+            ranked = state_dict.get("best_k_models", {})
+            kept = {path: score for path, score in ranked.items() if Path(path).is_file()}
+            if ranked and not kept:
+                log.warning("the checkpoints ranked in %s are gone: this run ranks its own epochs only",
+                            state_dict["dirpath"])
+            # Best first: the lowest score, or the highest where higher is better.
+            order = sorted(kept, key=lambda path: float(kept[path]), reverse=self.mode == "max")
+            state_dict = {
+                **state_dict, "dirpath": self.dirpath, "best_k_models": kept, "last_model_path": self.last_model_path,
+                "best_model_path": order[0] if order else "",
+                "best_model_score": kept[order[0]] if order else None,
+                "kth_best_model_path": order[-1] if order else "",
+                "kth_value": kept[order[-1]] if order else self.kth_value,
+            }
+        super().load_state_dict(state_dict)
 
     def _may_refresh(self, trainer) -> bool:
         return (
