@@ -147,3 +147,20 @@ def test_a_run_resumed_after_its_old_checkpoints_were_deleted_ranks_its_own_epoc
                               "kth_value": torch.tensor(1.0), "last_model_path": str(tmp_path / "old" / "last.ckpt")})
     assert (callback.best_k_models, callback.best_model_path, callback.best_model_score) == ({}, "", None)
     assert callback.last_model_path == ""
+
+
+def test_a_resumed_run_counts_the_fit_time_of_the_run_it_resumes(tmp_path):
+    args = [*[a for a in FORECASTER if not a.startswith("trainer.max_epochs")], "logger=none"]
+    run_script("train.py", *args, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'first'}", cwd=tmp_path)
+    first = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    checkpoint = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 0 < checkpoint["callbacks"]["FitClock"]["fit_seconds"] <= first["fit_seconds"]
+
+    checkpoint["callbacks"]["FitClock"]["fit_seconds"] = 1000.0  # as if the first run had taken that long
+    torch.save(checkpoint, tmp_path / "first.ckpt")
+    run_script("train.py", *args, "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'first.ckpt'}",
+               f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
+    resumed = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+
+    assert resumed["epochs"] == 2 and 0 < resumed["train_seconds"] < resumed["wall_seconds"]  # its own
+    assert 1000 + resumed["train_seconds"] < resumed["fit_seconds"] < 1000 + resumed["wall_seconds"]

@@ -41,13 +41,28 @@ class SaveRunConfig(L.Callback):
 
 
 class FitClock(L.Callback):
-    """The seconds fit spent training: from the training loop's start (after the processes, the data and the
-    sanity check are set up) to its end, less its validation passes. Throughput counts this time only."""
+    """How long fit took, and how much of it was training: from the training loop's start (after the processes, the
+    data and the sanity check are set up) to its end, less its validation passes. Throughput counts the training
+    time only. A resumed run's fit time counts the runs before it too, kept in its checkpoints (as W&B's run time
+    does): a benchmark's time per run stays whole across a kill; its training time and throughput are its own."""
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
-        self._started = self._validation_started = 0.0
+        self.earlier_fit_seconds = 0.0  # those of the runs this one resumes, up to the checkpoint it resumes from
+        self._fit_started = self._started = self._validation_started = 0.0
         self._validating = 0.0
+
+    def start(self) -> None:
+        self._fit_started = time.perf_counter()
+
+    def fit_seconds(self) -> float:
+        return self.earlier_fit_seconds + time.perf_counter() - self._fit_started
+
+    def state_dict(self) -> dict:
+        return {"fit_seconds": self.fit_seconds()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.earlier_fit_seconds = float(state_dict["fit_seconds"])
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._started, self._validating = time.perf_counter(), 0.0
@@ -177,7 +192,7 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
     # Checkpoints are written beside their destination and renamed into place: a kill mid-write loses nothing.
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
 
-    fit_started = time.perf_counter()
+    clock.start()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except Exception as exc:
@@ -189,13 +204,13 @@ def _run(cfg: DictConfig, output_dir: Path) -> float | None:
         write_json(output_dir / "metrics.json", {
             **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
             "status": "pruned", "epochs": epochs,
-            "fit_seconds": round(time.perf_counter() - fit_started, 3),
+            "fit_seconds": round(clock.fit_seconds(), 3),
             "wall_seconds": round(time.perf_counter() - started, 3),
         })
         log.info("pruned after %d epoch(s): %s", epochs, exc)
         report_run(trainer, cfg, {})  # its settings and best validation still belong in the HParams view
         return None
-    fit_seconds = time.perf_counter() - fit_started
+    fit_seconds = clock.fit_seconds()
     train_seconds = clock.train_seconds
     # With weight averaging (callbacks=ema) the checkpoints' state_dict holds the averaged weights, the
     # ones validated during fit. Left in place, the callback would load the raw weights back
