@@ -41,10 +41,11 @@ class SaveRunConfig(L.Callback):
 
 
 class FitClock(L.Callback):
-    """How long fit took, and how much of it was training: from the training loop's start (after the processes, the
-    data and the sanity check are set up) to its end, less its validation passes. Throughput counts the training
-    time only. A resumed run's fit time counts the runs before it too, kept in its checkpoints (as W&B's run time
-    does): a benchmark's time per run stays whole across a kill; its training time and throughput are its own."""
+    """How long fit took (from `start()`, just before `trainer.fit`), and how much of it was training: from the
+    training loop's start (after the processes, the data and the sanity check are set up) to its end, less its
+    validation passes. Throughput counts the training time only. A resumed run's fit time counts the runs before it
+    too, kept in its checkpoints (as W&B's run time does): a benchmark's time per run stays whole across a kill; its
+    training time and throughput are its own."""
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
